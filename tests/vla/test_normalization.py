@@ -1,0 +1,98 @@
+"""Normalization: OpenVLA bounds formula, exact inverse, mask, zero range, JSON round trip, torch parity."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from vla.normalization import MODES, NormStats, Normalizer, load_norm_stats, save_norm_stats
+
+
+def data(seed=0, n=1000):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, [0.01, 0.02, 0.05, 0.1, 0.1, 0.3, 1.0], size=(n, 7))
+    x[:, -1] = np.sign(x[:, -1])
+    return x
+
+
+def test_stats_match_numpy():
+    x = data()
+    s = NormStats.fit(x)
+    np.testing.assert_allclose(s.q01, np.quantile(x, 0.01, axis=0))
+    np.testing.assert_allclose(s.q99, np.quantile(x, 0.99, axis=0))
+    np.testing.assert_allclose(s.std, x.std(0))
+    assert s.count == 1000
+    assert NormStats.fit(x.reshape(10, 100, 7)).count == 1000
+
+
+def test_bounds_q99_is_openvla_formula_and_leaves_gripper():
+    x = data()
+    s = NormStats.fit(x)
+    n = Normalizer(s)  # default mask: all but the gripper
+    y = n.normalize(x)
+    ref = np.clip(2 * (x - s.q01) / (s.q99 - s.q01 + 1e-8) - 1, -1, 1)
+    np.testing.assert_allclose(y[:, :6], ref[:, :6])
+    np.testing.assert_array_equal(y[:, 6], x[:, 6])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@given(seed=st.integers(0, 10_000))
+def test_exact_inverse_on_unclipped_values(mode, seed):
+    x = data(seed, n=200)
+    n = Normalizer(NormStats.fit(x), mode, mask=np.ones(7, bool))
+    inside = x
+    if mode == "bounds_q99":  # clipping is lossy by design; test values inside [q01, q99]
+        inside = np.clip(x, n.stats.q01, n.stats.q99)
+    np.testing.assert_allclose(n.unnormalize(n.normalize(inside)), inside, rtol=1e-9, atol=1e-12)
+
+
+@given(x=hnp.arrays(np.float64, (50, 3), elements=st.floats(-1e3, 1e3, allow_nan=False)))
+def test_never_nan_even_with_zero_range(x):
+    x[:, 1] = 7.0  # constant dimension
+    for mode in MODES:
+        n = Normalizer(NormStats.fit(x), mode, mask=np.ones(3, bool))
+        y = n.normalize(x)
+        assert np.all(np.isfinite(y))
+        assert np.all(np.isfinite(n.unnormalize(y)))
+        np.testing.assert_allclose(n.unnormalize(n.normalize(x[:, 1:2].repeat(3, 1)))[:, 1], 7.0, atol=1e-6)
+
+
+def test_json_round_trip(tmp_path):
+    x = data()
+    norms = {"action": Normalizer(NormStats.fit(x)), "observation.state": Normalizer(NormStats.fit(x), "mean_std",
+                                                                                        mask=np.ones(7, bool))}
+    save_norm_stats(tmp_path / "norm_stats.json", norms)
+    back = load_norm_stats(tmp_path / "norm_stats.json")
+    assert set(back) == set(norms)
+    for k in norms:
+        assert back[k].mode == norms[k].mode
+        np.testing.assert_array_equal(back[k].mask, norms[k].mask)
+        np.testing.assert_array_equal(back[k].normalize(x), norms[k].normalize(x))
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+
+
+def test_torch_matches_numpy():
+    x = data()
+    n = Normalizer(NormStats.fit(x))
+    xt = torch.from_numpy(x).float()
+    np.testing.assert_allclose(n.normalize(xt).numpy(), n.normalize(x.astype(np.float32)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(n.unnormalize(n.normalize(xt)).numpy(),
+                               n.unnormalize(n.normalize(x.astype(np.float32))), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_input():
+    s = NormStats.fit(data())
+    with pytest.raises(ValueError, match="unknown normalization mode"):
+        Normalizer(s, "zscore")
+    with pytest.raises(ValueError, match="mask must be a bool array of shape"):
+        Normalizer(s, mask=[True] * 6)
+    with pytest.raises(ValueError, match="last dimension must be 7"):
+        Normalizer(s).normalize(np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="NaN/inf"):
+        NormStats.fit(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="empty"):
+        NormStats.fit(np.zeros((0, 3)))
+    with pytest.raises(FileNotFoundError):
+        load_norm_stats("/nonexistent/norm_stats.json")

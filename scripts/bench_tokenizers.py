@@ -18,9 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the goal states
 
 import numpy as np  # noqa: E402
 
-from vla.bench import chunk_episodes, demo_like_actions, time_calls, write_result  # noqa: E402
-from vla.normalization import NormStats, Normalizer  # noqa: E402
-from vla.tokenizers import BinActionTokenizer, FastActionTokenizer  # noqa: E402
+from vla.bench import demo_like_actions, time_calls, write_result  # noqa: E402
+from vla.tokenizers import BinActionTokenizer  # noqa: E402
+from vla.tokenizers.report import chunk_episodes, fit_on_episodes  # noqa: E402
 
 V = 32000
 
@@ -30,17 +30,12 @@ def openvla_reference(a: np.ndarray, bins: np.ndarray, centres: np.ndarray) -> n
     return centres[np.clip(V - ids - 1, 0, centres.shape[0] - 1)]
 
 
-def load_dataset_actions(root: str, horizon: int) -> np.ndarray:
+def load_dataset_episodes(root: str) -> list[np.ndarray]:
     from vla.data import LeRobotDataset
 
     ds = LeRobotDataset(root)
     acts = ds.get_column("action")
-    chunks = []
-    for ep in range(ds.num_episodes):
-        a, b = ds.episode_bounds(ep)
-        if b - a >= horizon:
-            chunks.append(chunk_episodes(acts[a:b][None], horizon))
-    return np.concatenate(chunks)
+    return [acts[slice(*ds.episode_bounds(ep))] for ep in range(ds.num_episodes)]
 
 
 def main() -> None:
@@ -75,44 +70,28 @@ def main() -> None:
 
     h = args.horizon
     if args.dataset:
-        raw = load_dataset_actions(args.dataset, h)
+        episodes = load_dataset_episodes(args.dataset)
         source = f"dataset:{args.dataset}"
     else:
-        raw = chunk_episodes(demo_like_actions(200, 120, seed=1), h)
+        episodes = list(demo_like_actions(200, 120, seed=1))
         source = "synthetic demo_like_actions(200 episodes x 120 steps)"
-    norm = Normalizer(NormStats.fit(raw.reshape(-1, 7)))
-    chunks = norm.normalize(raw)
-    perm = rng.permutation(len(chunks))
-    n_fit = len(chunks) * 4 // 5
-    fit, test = chunks[perm[:n_fit]], chunks[perm[n_fit:]]
-    fast = FastActionTokenizer(V, 7, h, n_tokens=1024).fit(fit)
-    ids = fast.encode(test)
-    lens = np.array([len(s) for s in ids])
-    dec = fast.decode(ids)
-    err_robot = np.abs(norm.unnormalize(dec.actions) - norm.unnormalize(test))
-    bin_dec = tok.decode(tok.encode(test)).actions
-    bin_err_robot = np.abs(norm.unnormalize(bin_dec) - norm.unnormalize(test))
+    norm, fast, fast_res = fit_on_episodes(episodes, "fast", horizon=h, vocab_size=V)
+    _, _, bins_rt = fit_on_episodes(episodes, "bins", horizon=h, vocab_size=V)
+    test = norm.normalize(chunk_episodes(episodes, h)[: fast_res["chunks"]])
     t_fast = time_calls(lambda: fast.decode(fast.encode(test)), repeats=max(3, args.repeats // 3), warmup=1)
-    fast_res = {
-        "source": source,
-        "horizon": h,
-        "fit_chunks": int(len(fit)),
-        "test_chunks": int(len(test)),
-        "bpe_vocab": int(len(fast.action_token_ids)),
-        "tokens_per_chunk_mean": float(lens.mean()),
-        "tokens_per_chunk_p99": float(np.percentile(lens, 99)),
-        "binning_tokens_per_chunk": h * 7,
-        "compression_vs_binning": float(h * 7 / lens.mean()),
-        "valid_fraction": float(dec.valid.mean()),
-        "mean_abs_err_normalized": float(np.abs(dec.actions - test).mean()),
-        "mean_abs_err_robot_units": float(err_robot.mean()),
-        "binning_mean_abs_err_robot_units": float(bin_err_robot.mean()),
-        "dims_per_s": test.size / (t_fast["p50_ms"] / 1e3),
-        "ms": t_fast,
-    }
+    fast_res.update(
+        source=source,
+        bpe_vocab=int(len(fast.action_token_ids)),
+        binning_tokens_per_chunk=h * 7,
+        compression_vs_binning=h * 7 / fast_res["tokens_per_chunk_mean"],
+        binning_mean_abs_err_normalized=bins_rt["mean_abs_err_normalized"],
+        dims_per_s=test.size / (t_fast["p50_ms"] / 1e3),
+        ms=t_fast,
+    )
     print(f"fast: {fast_res['tokens_per_chunk_mean']:.1f} tokens/chunk vs {h * 7} for binning "
           f"({fast_res['compression_vs_binning']:.2f}x fewer), {fast_res['dims_per_s'] / 1e6:.2f}M dims/s, "
-          f"mean abs err {fast_res['mean_abs_err_normalized']:.4f} (normalized)")
+          f"mean abs err {fast_res['mean_abs_err_normalized']:.4f} normalized "
+          f"(binning {bins_rt['mean_abs_err_normalized']:.4f})")
     write_result(args.out, {"benchmark": "tokenizers", "bins": bins_res, "fast": fast_res})
 
 

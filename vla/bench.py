@@ -88,10 +88,3 @@ def demo_like_actions(n_episodes: int, length: int, seed: int = 0) -> np.ndarray
         out[e, close:open_, 6] = 1.0
     out[..., :6] += rng.normal(0, 0.01, out[..., :6].shape)  # sensor/teleop noise
     return np.clip(out, -1.0, 1.0)
-
-
-def chunk_episodes(actions: np.ndarray, horizon: int) -> np.ndarray:
-    """All length-`horizon` windows of every episode: [E, T, D] -> [E * (T - H + 1), H, D]."""
-    e, t, d = actions.shape
-    idx = np.arange(t - horizon + 1)[:, None] + np.arange(horizon)[None]
-    return actions[:, idx].reshape(-1, horizon, d)

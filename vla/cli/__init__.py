@@ -16,8 +16,13 @@ import sys
 # subcommand modules, in the order `vla --help` lists them
 COMMAND_MODULES = (
     "vla.cli.quickstart",
-    "vla.cli.tokenizer",
     "vla.cli.sim",
+    "vla.cli.tokenizer",
+    "vla.cli.train",
+    "vla.cli.eval",
+    "vla.cli.bridge",
+    "vla.cli.control",
+    "vla.cli.teleop",
 )
 
 

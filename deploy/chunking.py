@@ -1,0 +1,125 @@
+"""Action-chunk execution: which action to send at control step t, given chunks planned earlier.
+
+    ex = make_executor("receding", replan_every=4)          # open_loop | receding | ensemble
+    ex.reset()
+    for t in range(T):
+        if ex.needs_plan(t):
+            ex.add_plan(t, policy_chunk, origin_ns=obs.t_obs)    # chunk float [H, 7], robot units
+        step = ex.action(t)                                      # ChunkStep(action [7], origin_step, origin_ns) | None
+
+Modes:
+- open_loop: plan, execute all H actions, plan again (fewest policy calls; blind for H steps).
+- receding: plan every k steps (k <= H) and execute the first k actions of the newest chunk.
+- ensemble (ACT, Zhao et al. 2023): plan every step; the action for step t averages every chunk
+  that covers t with weights exp(-m * i), i = 0 for the *oldest* chunk (ACT's choice: it favours
+  consistency; m = 0.01 by default, larger m = faster reaction to new observations).
+
+`origin_step`/`origin_ns` say which observation the action came from (the newest contributing
+chunk), so the control loop can give the action an honest deadline: origin_ns + (t - origin_step)
+control periods + the allowed latency. A stale plan then gets dropped by the bridge, not executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("open_loop", "receding", "ensemble")
+
+
+@dataclass(frozen=True)
+class ChunkStep:
+    action: np.ndarray  # float64 [7]
+    origin_step: int  # control step of the observation the newest contributing chunk came from
+    origin_ns: int  # that observation's timestamp (bridge clock)
+
+
+def _check_chunk(chunk: np.ndarray) -> np.ndarray:
+    c = np.asarray(chunk, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] < 1:
+        raise ValueError(f"action chunk must be [H, D] with H >= 1, got shape {c.shape}")
+    return c
+
+
+class ChunkExecutor:
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def needs_plan(self, t: int) -> bool:
+        raise NotImplementedError
+
+    def add_plan(self, t: int, chunk: np.ndarray, origin_ns: int = 0) -> None:
+        raise NotImplementedError
+
+    def action(self, t: int) -> ChunkStep | None:
+        """The action for step t, or None when no plan covers t (the bridge then holds)."""
+        raise NotImplementedError
+
+
+class RecedingHorizon(ChunkExecutor):
+    """Re-plan every `replan_every` steps (None: when the chunk runs out = open loop)."""
+
+    def __init__(self, replan_every: int | None = None) -> None:
+        if replan_every is not None and replan_every < 1:
+            raise ValueError(f"replan_every={replan_every}: must be >= 1 (or None for open loop)")
+        self.replan_every = replan_every
+        self.reset()
+
+    def reset(self) -> None:
+        self._chunk: np.ndarray | None = None
+        self._t0 = 0
+        self._origin_ns = 0
+
+    def _len(self) -> int:
+        n = len(self._chunk)
+        return n if self.replan_every is None else min(n, self.replan_every)
+
+    def needs_plan(self, t: int) -> bool:
+        return self._chunk is None or t - self._t0 >= self._len() or t < self._t0
+
+    def add_plan(self, t: int, chunk: np.ndarray, origin_ns: int = 0) -> None:
+        self._chunk, self._t0, self._origin_ns = _check_chunk(chunk), t, origin_ns
+
+    def action(self, t: int) -> ChunkStep | None:
+        if self._chunk is None or not 0 <= t - self._t0 < len(self._chunk):
+            return None
+        return ChunkStep(self._chunk[t - self._t0], self._t0, self._origin_ns)
+
+
+class TemporalEnsemble(ChunkExecutor):
+    def __init__(self, m: float = 0.01) -> None:
+        if not m >= 0:
+            raise ValueError(f"ensemble m={m}: must be >= 0")
+        self.m = m
+        self.reset()
+
+    def reset(self) -> None:
+        self._plans: list[tuple[int, int, np.ndarray]] = []  # (t0, origin_ns, chunk [H, D]), oldest first
+
+    def needs_plan(self, t: int) -> bool:
+        return not self._plans or self._plans[-1][0] < t
+
+    def add_plan(self, t: int, chunk: np.ndarray, origin_ns: int = 0) -> None:
+        c = _check_chunk(chunk)
+        self._plans = [p for p in self._plans if p[0] + len(p[2]) > t]  # drop chunks that ended
+        self._plans.append((t, origin_ns, c))
+
+    def action(self, t: int) -> ChunkStep | None:
+        covering = [(t0, ns, c[t - t0]) for t0, ns, c in self._plans if 0 <= t - t0 < len(c)]
+        if not covering:
+            return None
+        acts = np.stack([a for _, _, a in covering])  # [K, D], oldest first
+        w = np.exp(-self.m * np.arange(len(covering)))  # ACT: w_0 (oldest) is the largest
+        t0, ns, _ = covering[-1]
+        return ChunkStep((w[:, None] * acts).sum(0) / w.sum(), t0, ns)
+
+
+def make_executor(mode: str, replan_every: int = 1, ensemble_m: float = 0.01) -> ChunkExecutor:
+    if mode == "open_loop":
+        return RecedingHorizon(None)
+    if mode == "receding":
+        return RecedingHorizon(replan_every)
+    if mode == "ensemble":
+        return TemporalEnsemble(ensemble_m)
+    raise ValueError(f"chunk mode {mode!r}: must be one of {MODES}")

@@ -1,0 +1,210 @@
+"""The control loop: fixed-rate observe -> policy -> chunk execution -> act, against a robot bridge.
+
+    with BridgeClient("tcp://127.0.0.1:5555") as client:
+        loop = ControlLoop(client, PolicyRuntime(policy), ControlConfig(hz=10, chunk_mode="receding"))
+        report = loop.run_episode(seed=0)           # EpisodeReport(success, steps, counts, periods_ns)
+
+    vla control --connect tcp://127.0.0.1:5555 --expert PickCube --hz 10 --episodes 3
+
+Every tick (absolute schedule, missed ticks skipped and counted, never bunched): fetch the newest
+observation; if the plan needs refreshing and the observation is fresh (bridge-side age below
+`max_obs_age_s`) run the runtime; pick this step's action from the chunk executor; send it with the
+observation seq it answers and a deadline in the *bridge's* clock: the planning observation's
+timestamp + (steps since) periods + `max_latency_s`. No clock sync is needed, and an action that
+waited too long (slow policy, slow network) is dropped by the bridge instead of executed stale.
+In lock-step bridges time stops between actions, so staleness and deadlines do not apply there.
+
+Bridge failure: `max_timeouts` consecutive request timeouts raise `BridgeUnavailable` naming the
+endpoint, so a killed bridge stops the loop with a clear error rather than a hang.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deploy.bridge import BridgeClient, BridgeTimeout, ObsReply
+from deploy.chunking import MODES, make_executor
+from deploy.runtime import Runtime
+
+
+class BridgeUnavailable(RuntimeError):
+    """The bridge stopped answering (killed, unreachable, or refusing this client)."""
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    hz: float = 10.0
+    chunk_mode: str = "receding"  # open_loop | receding | ensemble (deploy.chunking)
+    replan_every: int = 1  # receding: re-plan every k steps
+    ensemble_m: float = 0.01  # ensemble: ACT weight decay
+    max_latency_s: float = 0.2  # an action must reach the bridge within this of its due time
+    max_obs_age_s: float = 0.25  # older observations are stale: never planned on
+    max_steps: int | None = None  # per-episode cap; None = until the bridge reports done
+    stop_on_success: bool = True
+    privileged: bool = False  # ask for privileged arrays (sim_state), e.g. for SimExpertPolicy
+    max_timeouts: int = 3  # consecutive timeouts before BridgeUnavailable
+    align_s: float | None = 0.002  # real-time, same rate: tick this long after the robot's tick; None = free-run
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hz <= 1000:
+            raise ValueError(f"hz={self.hz}: must be in (0, 1000]")
+        if self.chunk_mode not in MODES:
+            raise ValueError(f"chunk_mode={self.chunk_mode!r}: must be one of {MODES}")
+        if self.replan_every < 1:
+            raise ValueError(f"replan_every={self.replan_every}: must be >= 1")
+        for name in ("max_latency_s", "max_obs_age_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be > 0 s")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps}: must be >= 1 or None")
+        if self.align_s is not None and not 0 <= self.align_s < 1.0 / self.hz:
+            raise ValueError(f"align_s={self.align_s}: must be in [0, 1/hz) or None")
+        if self.max_timeouts < 1:
+            raise ValueError(f"max_timeouts={self.max_timeouts}: must be >= 1")
+
+
+@dataclass
+class EpisodeReport:
+    success: bool
+    steps: int
+    episode: int
+    counts: dict[str, int] = field(default_factory=dict)  # act statuses, stale_obs, plans, overruns, ...
+    periods_ns: list[int] = field(default_factory=list)  # tick-to-tick intervals (for jitter)
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"success": self.success, "steps": self.steps, "episode": self.episode, "counts": dict(self.counts),
+                "duration_s": round(self.duration_s, 3), "period": period_stats(self.periods_ns)}
+
+
+def period_stats(periods_ns: list[int], hz: float | None = None) -> dict[str, float]:
+    """Tick-period statistics in ms (jitter = std; err = |period - 1/hz|)."""
+    if not periods_ns:
+        return {}
+    p = np.asarray(periods_ns, dtype=np.float64) / 1e6
+    out = {"n": int(p.size), "mean_ms": float(p.mean()), "std_ms": float(p.std()),
+           "p50_ms": float(np.percentile(p, 50)), "p99_ms": float(np.percentile(p, 99)), "max_ms": float(p.max())}
+    if hz:
+        err = np.abs(p - 1000.0 / hz)
+        out.update(err_p50_ms=float(np.percentile(err, 50)), err_p99_ms=float(np.percentile(err, 99)))
+    return out
+
+
+class ControlLoop:
+    def __init__(self, client: BridgeClient, runtime: Runtime, config: ControlConfig = ControlConfig()) -> None:
+        self.client, self.runtime, self.config = client, runtime, config
+        self.period_ns = int(1e9 / config.hz)
+        self._timeouts = 0
+        hello = self._call(client.hello)
+        self.bridge_info = hello
+        self.lockstep = bool(hello["lockstep"])
+
+    def _call(self, fn, *args, **kwargs):
+        """A bridge request; timeouts are counted and escalate to BridgeUnavailable."""
+        try:
+            out = fn(*args, **kwargs)
+        except BridgeTimeout as e:
+            self._timeouts += 1
+            if self._timeouts >= self.config.max_timeouts:
+                raise BridgeUnavailable(
+                    f"bridge at {self.client.endpoint} stopped answering: {self._timeouts} consecutive requests "
+                    f"timed out ({self.client.timeout_s:g} s each); last: {e}"
+                ) from None
+            return None
+        self._timeouts = 0
+        return out
+
+    def run_episode(self, seed: int | None = None, reset: bool = True) -> EpisodeReport:
+        cfg, c = self.config, self.client
+        counts: collections.Counter[str] = collections.Counter()
+        periods: list[int] = []
+        executor = make_executor(cfg.chunk_mode, cfg.replan_every, cfg.ensemble_m)
+        self.runtime.reset()
+        o: ObsReply | None = None
+        while o is None:
+            o = self._call(c.reset, seed, cfg.privileged) if reset else self._call(c.observe, cfg.privileged)
+        start = time.monotonic_ns()
+        next_tick, last_tick, last_seq, t = start, None, -1, 0
+        success = o.success
+        aligned = self._aligned_start(o)
+        if aligned is not None:  # phase-lock: observe right after the robot's tick, act before its next one
+            time.sleep(max(0, aligned - time.monotonic_ns()) / 1e9)
+            next_tick = aligned
+        while True:
+            tick = time.monotonic_ns()
+            if last_tick is not None:
+                periods.append(tick - last_tick)
+            last_tick = tick
+            if t > 0 or aligned is not None:
+                o = self._call(c.observe, cfg.privileged)
+                if o is None:
+                    counts["timeouts"] += 1
+                    next_tick = self._sleep(next_tick, counts)
+                    continue
+            success = success or o.success
+            if o.done or (cfg.stop_on_success and o.success) or (cfg.max_steps is not None and t >= cfg.max_steps):
+                break
+            if o.obs_seq == last_seq:
+                counts["repeated_obs"] += 1
+            last_seq = o.obs_seq
+            self._plan(executor, t, o, counts)
+            step = executor.action(t)
+            if step is None or not np.all(np.isfinite(step.action)):
+                counts["no_action"] += 1  # nothing valid to send: the bridge holds
+            else:
+                deadline = None if self.lockstep else (
+                    step.origin_ns + (t - step.origin_step) * self.period_ns + int(cfg.max_latency_s * 1e9))
+                r = self._call(c.act, step.action, obs_seq=o.obs_seq, deadline_ns=deadline)
+                counts["timeouts" if r is None else r.status] += 1
+            t += 1
+            next_tick = self._sleep(next_tick, counts)
+        return EpisodeReport(bool(success), t, o.episode, dict(counts), periods, (time.monotonic_ns() - start) / 1e9)
+
+    def _aligned_start(self, o: ObsReply) -> int | None:
+        """Local time of the first tick phase-locked to the bridge's ticks, or None (free-running).
+
+        Bridge and loop both tick at the same rate; without a phase lock two actions sometimes land
+        in one robot tick (one superseded, the next tick holds). The bridge clock is mapped to ours
+        by the reply's send time (off by the one-way latency, well under a millisecond on a LAN)."""
+        if self.lockstep or self.config.align_s is None or o.t_next_tick is None:
+            return None
+        if abs(float(self.bridge_info["control_hz"]) - self.config.hz) > 1e-6:
+            return None
+        offset = o.t_bridge - o.t_received  # bridge = local + offset
+        first = o.t_next_tick - offset + int(self.config.align_s * 1e9)
+        now = time.monotonic_ns()
+        if first < now:
+            first += ((now - first) // self.period_ns + 1) * self.period_ns
+        return first
+
+    def _plan(self, executor, t: int, o: ObsReply, counts: collections.Counter) -> None:
+        if not executor.needs_plan(t):
+            return
+        if not self.lockstep and o.age_s > self.config.max_obs_age_s:
+            counts["stale_obs"] += 1  # do not plan on it; the old plan (if any) keeps running out
+            return
+        chunk = self.runtime.predict_action(o.obs)  # [H, 7]
+        counts["plans"] += 1
+        bad = ~np.all(np.isfinite(chunk), axis=1)
+        if bad.any():  # keep the valid prefix; a failed decode is never turned into a zero action
+            counts["invalid_rows"] += int(bad.sum())
+            chunk = chunk[: int(np.argmax(bad))]
+        if len(chunk):
+            executor.add_plan(t, chunk, origin_ns=o.t_obs)
+
+    def _sleep(self, next_tick: int, counts: collections.Counter) -> int:
+        next_tick += self.period_ns
+        now = time.monotonic_ns()
+        if now > next_tick:  # overran: start the next tick now and re-grid from it (missed ticks are skipped)
+            counts["overruns"] += 1
+            return now
+        time.sleep((next_tick - now) / 1e9)
+        return next_tick
+
+    def run(self, episodes: int, seeds: list[int] | None = None) -> list[EpisodeReport]:
+        return [self.run_episode(seed=None if seeds is None else seeds[i]) for i in range(episodes)]

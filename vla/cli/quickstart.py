@@ -1,0 +1,112 @@
+"""`vla quickstart`: the whole path on the embedded default, in one command.
+
+    vla quickstart --out runs/quickstart                 # demos -> tokenizer fit -> train -> eval
+    vla quickstart --out runs/qs --smoke                 # a 2-minute pass over every stage (tiny numbers)
+
+Stages (each writes under --out and is skipped when its output already exists, so a re-run resumes):
+1. demos:     scripted-expert rollouts per task, LeRobot v3.0 (`vla sim demos`)
+2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
+3. train:     the tiny default policy on all tasks' demos (`vla train --config configs/train/tiny.yaml`)
+4. eval:      closed-loop success and latency per task (`vla eval`), summarized in summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+DEFAULT_TASKS = ("ReachCube", "PickCube")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quickstart", help="run demos -> train -> eval on the embedded default",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"sim tasks (default {DEFAULT_TASKS})")
+    p.add_argument("--demos", type=int, default=100, help="expert episodes per task (default 100)")
+    p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
+    p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
+    p.add_argument("--eval-episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny numbers (4 demos, 30 steps, 2 eval episodes): checks every stage runs, not success")
+    p.set_defaults(func=run)
+
+
+def _stage(name: str, argv: list[str]) -> None:
+    from vla.cli import main
+
+    print(f"\n=== {name}: vla {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"quickstart stage {name!r} failed with exit code {rc}")
+    print(f"=== {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sim
+
+    unknown = [t for t in args.tasks if t not in sim.list_tasks()]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; available: {sim.list_tasks()}")
+    if args.smoke:
+        args.demos, args.eval_episodes = 4, 2
+        args.max_steps = args.max_steps or 30
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    datasets = []
+    for i, task in enumerate(args.tasks):
+        root = out / "demos" / task
+        datasets.append(str(root))
+        if (root / "meta" / "info.json").is_file():
+            print(f"demos for {task} exist at {root}: skipped")
+            continue
+        _stage(f"demos {task}", ["sim", "demos", "--task", task, "--episodes", str(args.demos), "--out", str(root),
+                                 "--seed", str(args.seed + 100_000 * i)])
+
+    tok_dir = out / "tokenizer"
+    if not (tok_dir / "tokenizer_report.json").is_file():
+        _stage("tokenizer", ["tokenizer", "fit", "--dataset", datasets[0], "--out", str(tok_dir)])
+
+    run_dir = out / "policy"
+    ckpt = run_dir / "checkpoint"
+    if not (ckpt / "config.json").is_file():
+        argv = ["train", "--config", args.train_config, "--dataset", *datasets, "--out", str(run_dir),
+                "--seed", str(args.seed)]
+        if args.max_steps:
+            argv += ["--max-steps", str(args.max_steps)]
+        if (run_dir / "train_state").exists():
+            argv.append("--resume")
+        _stage("train", argv)
+
+    results = {}
+    for task in args.tasks:
+        report = out / f"eval_{task}.json"
+        _stage(f"eval {task}", ["eval", "--checkpoint", str(ckpt), "--task", task,
+                                "--episodes", str(args.eval_episodes), "--seed", str(10_000 + args.seed),
+                                "--report", str(report), "--video", str(out / f"eval_{task}.mp4")])
+        results[task] = json.loads(report.read_text())
+
+    summary = {
+        "tasks": args.tasks,
+        "smoke": bool(args.smoke),
+        "wall_seconds": time.perf_counter() - t_start,
+        "tokenizer": json.loads((tok_dir / "tokenizer_report.json").read_text()),
+        "eval": {t: {k: r.get(k) for k in ("success_rate", "success_ci95", "episodes", "mean_length",
+                                            "latency_ms_p50", "latency_ms_p99", "inference_ms_p50")} for t, r in results.items()},
+    }
+    from vla.io import atomic_write_json
+
+    atomic_write_json(out / "summary.json", summary)
+    print("\n=== quickstart summary")
+    for t, r in summary["eval"].items():
+        print(f"{t:>16}: success {r['success_rate']:.2f} over {r['episodes']} episodes, "
+              f"policy inference p50 {r['inference_ms_p50']:.1f} ms (one chunk), per step p50 {r['latency_ms_p50']:.2f} ms")
+    print(f"total {summary['wall_seconds'] / 60:.1f} min; details in {out / 'summary.json'}")
+    return 0

@@ -2,11 +2,13 @@
 
     rt = TorchRuntime.from_checkpoint("runs/policy")          # vla.model.VLAPolicy.from_pretrained
     rt = PolicyRuntime(SimExpertPolicy("PickCube"))           # any callable obs -> action [7] or chunk [H, 7]
+    rt = make_runtime("onnx", "exports/policy")                # torch | onnx | tensorrt by name
     rt.reset(); chunk = rt.predict_action(obs)                 # float32 [H, 7], robot units
 
 `obs` is the observation dict the bridge delivers: camera name -> uint8 [H, W, 3], "state" float32
 [8], "instruction" str (plus extras such as "sim_state" when asked for). ONNX Runtime / TensorRT
-runtimes implement the same `Runtime` interface in their own modules.
+runtimes implement the same `Runtime` interface in their own modules (deploy/onnx_runtime.py,
+deploy/tensorrt_runtime.py); `make_runtime` picks one by name for the CLIs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 ACTION_DIM = 7
+RUNTIMES = ("torch", "onnx", "tensorrt")
 
 
 def as_chunk(a: Any, source: str) -> np.ndarray:
@@ -73,3 +76,19 @@ class TorchRuntime(Runtime):
         with torch.inference_mode():
             out = self.model.predict_action(obs)
         return as_chunk(out.detach().cpu().numpy() if hasattr(out, "detach") else out, "TorchRuntime")
+
+
+def make_runtime(kind: str, path: str | Path, device: str = "cpu") -> Runtime:
+    """`torch`: a checkpoint dir; `onnx`: a `vla export onnx` dir; `tensorrt`: a `vla export tensorrt` dir."""
+    if kind == "torch":
+        return TorchRuntime.from_checkpoint(path, device=device)
+    if kind == "onnx":
+        from deploy.onnx_runtime import OnnxRuntime
+
+        providers = ["CPUExecutionProvider"] if device == "cpu" else None  # None: CUDA EP first when present
+        return OnnxRuntime(path, providers=providers)
+    if kind == "tensorrt":
+        from deploy.tensorrt_runtime import TensorRTRuntime
+
+        return TensorRTRuntime(path, device=int(device.split(":")[1]) if device.startswith("cuda:") else 0)
+    raise ValueError(f"unknown runtime {kind!r}; available: {RUNTIMES}")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment at .venv and install vla into it.
 #
-#   bash scripts/setup.sh                 # CPU machine: torch==2.13.0 (CPU) + vla[dev]
-#   VLA_EXTRAS=dev,deploy bash scripts/setup.sh
+#   bash scripts/setup.sh                 # CPU machine: torch==2.13.0 (CPU) + vla[dev,train,deploy]
+#   VLA_EXTRAS=dev bash scripts/setup.sh          # no TensorRT builder (e.g. Jetson: use JetPack tensorrt)
 #   VLA_SYSTEM_SITE=1 bash scripts/setup.sh   # Jetson / CUDA box: reuse the system torch (JetPack wheel)
 #
 # torch is pinned only where no torch is present: with VLA_SYSTEM_SITE=1 the venv sees the system
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${VLA_EXTRAS:-dev}
+EXTRAS=${VLA_EXTRAS:-dev,train,deploy}
 if [ ! -x .venv/bin/python ]; then
   if [ "${VLA_SYSTEM_SITE:-0}" = "1" ]; then
     "$PY" -m venv --system-site-packages .venv

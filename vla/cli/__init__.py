@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "vla.cli.bridge",
     "vla.cli.control",
     "vla.cli.teleop",
+    "vla.cli.export",
 )
 
 

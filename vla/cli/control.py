@@ -2,6 +2,7 @@
 
     vla control --connect tcp://127.0.0.1:5555 --expert PickCube --episodes 3          # scripted expert
     vla control --connect tcp://robot:5555 --checkpoint runs/policy --hz 10 --chunk-mode ensemble
+    vla control --connect tcp://robot:5555 --runtime tensorrt --checkpoint engines/policy      # exported model
 
 Prints one JSON line per episode (success, steps, action statuses, tick-period stats) and a summary;
 --out writes them as JSON. Exit status 1 when the bridge stops answering (the error names it).
@@ -17,8 +18,11 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("control", help="run a policy against a robot bridge at a fixed rate")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="DIR", help="vla.model.VLAPolicy checkpoint (torch runtime)")
+    src.add_argument("--checkpoint", metavar="DIR",
+                     help="torch: a VLAPolicy checkpoint; onnx: a `vla export onnx` dir; tensorrt: an engine dir")
     src.add_argument("--expert", metavar="TASK", help="the sim task's scripted expert as the policy")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx", "tensorrt"],
+                   help="backend that runs --checkpoint (see deploy.runtime.make_runtime)")
     p.add_argument("--connect", default="tcp://127.0.0.1:5555")
     p.add_argument("--hz", type=float, default=None, help="control rate (default: the bridge's)")
     p.add_argument("--chunk-mode", default="receding", choices=["open_loop", "receding", "ensemble"])
@@ -38,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def control_cmd(args: argparse.Namespace) -> int:
     from deploy.bridge import BridgeClient, BridgeError
     from deploy.control import BridgeUnavailable, ControlConfig, ControlLoop
-    from deploy.runtime import PolicyRuntime, TorchRuntime
+    from deploy.runtime import PolicyRuntime, make_runtime
 
     with BridgeClient(args.connect, timeout_s=args.timeout, curve_keys=args.curve_keys) as client:
         try:
@@ -56,7 +60,7 @@ def control_cmd(args: argparse.Namespace) -> int:
             expert.prepare()  # seconds of env building, before the first tick's deadline starts running
             runtime = PolicyRuntime(expert)
         else:
-            runtime = TorchRuntime.from_checkpoint(args.checkpoint, device=args.device)
+            runtime = make_runtime(args.runtime, args.checkpoint, device=args.device)
         cfg = ControlConfig(hz=args.hz or float(hello["control_hz"]), chunk_mode=args.chunk_mode,
                             replan_every=args.replan_every, ensemble_m=args.ensemble_m,
                             max_latency_s=args.max_latency_ms / 1000.0, max_steps=args.max_steps,

@@ -1,0 +1,185 @@
+"""Export-friendly views of a `VLAPolicy`: four `nn.Module`s with static shapes (batch aside) that trace to ONNX.
+
+    g = build_graphs(policy)            # {"encoder": ..., "parallel": ..., "prefill": ..., "decode_step": ...}
+    prefix, valid = g["encoder"](pixel_values, prompt_ids, prompt_mask, state)
+
+Graphs (shapes for batch B; L = prefix length, n = action slots, A = action-id block, Cap = L + n):
+- encoder:     vision tower + projector for all cameras, prompt embedding, state token
+               -> prefix_embeds [B, L, D], prefix_mask bool [B, L]  (this is `VLAPolicy.embed_prefix` itself)
+- parallel:    prefix -> action_logits [B, n, A] (only the action slots' rows and the action-id columns),
+               action_ids int64 [B, n] (argmax inside the graph, already offset into the vocabulary)
+- prefill:     prefix -> logits [B, A] predicting slot 0, next_ids [B], next_position [B],
+               cache_k / cache_v [layers, B, Hkv, Cap, hd] (slots >= L are zero)
+- decode_step: token_ids [B], position_ids [B], write_index [1], kv_mask bool [B, Cap], cache_k/v
+               -> logits [B, A], next_ids [B], cache_k/v with slot `write_index` written
+
+The LM layers run through `DecoderCore`, a thin re-composition of the transformers Llama-family modules
+(their own projections, RMSNorms, MLPs and rotary embedding) with attention written as MatMul/Softmax/
+Where and the KV cache as fixed-capacity tensors updated with `Where(slot == write_index)`: no `If`,
+no ScatterND, no zero-length tensors, no contrib ops, nothing data-dependent for TensorRT to trip on.
+Masks and position ids come from `vla.model.transforms` (the functions training uses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla.model.transforms import attention_mask_4d, position_ids
+
+# LM families whose decoder layer is exactly: RMSNorm -> q/k/v proj (+RoPE) -> attention -> o_proj -> residual
+# -> RMSNorm -> MLP -> residual (Llama, Qwen2, Mistral). Others (Gemma's scaled embeddings, Qwen3's q/k norms)
+# would silently compute something else, so they are refused.
+SUPPORTED_LM_TYPES = ("llama", "qwen2", "mistral")
+NEG = torch.finfo(torch.float16).min  # masked score: finite in fp16 engines too; exp() of it is 0 in fp32
+
+
+class DecoderCore(nn.Module):
+    """The policy LM's layers with explicit masks, positions and (optionally) a fixed-capacity KV cache."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        cfg = lm.config
+        if cfg.model_type not in SUPPORTED_LM_TYPES:
+            raise ValueError(f"ONNX export supports LM types {SUPPORTED_LM_TYPES}, got {cfg.model_type!r}")
+        self.lm = lm
+        self.n_layers = int(cfg.num_hidden_layers)
+        self.n_heads = int(cfg.num_attention_heads)
+        self.n_kv = int(cfg.num_key_value_heads or cfg.num_attention_heads)
+        self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        for layer in lm.model.layers:
+            if hasattr(layer.self_attn, "q_norm"):
+                raise ValueError("ONNX export: attention with q/k norms is not supported")
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """q [B, H, T, hd], k/v [B, Hkv, Tk, hd], mask bool [B, 1, T, Tk] -> [B, T, H*hd]."""
+        rep = self.n_heads // self.n_kv
+        if rep > 1:  # grouped-query attention: share each kv head across `rep` query heads
+            b, h, tk, hd = k.shape
+            k = k[:, :, None].expand(b, h, rep, tk, hd).reshape(b, h * rep, tk, hd)
+            v = v[:, :, None].expand(b, h, rep, tk, hd).reshape(b, h * rep, tk, hd)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim ** -0.5)  # [B, H, T, Tk]
+        scores = scores.masked_fill(~mask, NEG)
+        probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+        out = torch.matmul(probs, v)  # [B, H, T, hd]
+        return out.transpose(1, 2).flatten(2)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """x [B, T, D], pos [B, T], mask bool [B, 1, T, Tk] -> (final-normed hidden [B, T, D], keys, values).
+
+        Without `cache`, Tk = T and the returned keys/values are this call's [B, Hkv, T, hd].
+        With `cache` = (cache_k, cache_v [layers, B, Hkv, Cap, hd], slot bool [Cap]), T = 1: the new key/value
+        is written at `slot` and attention runs over all Cap slots (the mask hides unwritten ones).
+        """
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        base = self.lm.model
+        b, t, _ = x.shape
+        cos, sin = base.rotary_emb(x, pos)  # [B, T, hd]
+        keys, values = [], []
+        for i, layer in enumerate(base.layers):
+            a = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = a.q_proj(h).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
+            k = a.k_proj(h).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
+            v = a.v_proj(h).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            if cache is not None:
+                slot = cache[2].view(1, 1, -1, 1)  # [1, 1, Cap, 1]
+                k = torch.where(slot, k, cache[0][i])  # [B, Hkv, Cap, hd]
+                v = torch.where(slot, v, cache[1][i])
+            keys.append(k)
+            values.append(v)
+            x = x + a.o_proj(self._attend(q, k, v, mask))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return base.norm(x), keys, values
+
+
+class _PolicyGraph(nn.Module):
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.policy = policy
+        self.n = int(policy.num_action_tokens)
+        self.a = int(policy.cfg.action.num_reserved_ids)
+        self.action_start = int(policy.vocab_size) - self.a  # first id of the action block
+
+    def _action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [B, T, D] -> logits over the action-id block only [B, T, A] (float32)."""
+        lm_head = self.policy.lm.lm_head
+        w = lm_head.weight[self.action_start:]  # [A, D]: computing only these columns is the restriction
+        bias = lm_head.bias[self.action_start:] if lm_head.bias is not None else None
+        return nn.functional.linear(hidden, w, bias).float()
+
+    def _ids(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1) + self.action_start  # vocabulary ids, as `VLAPolicy.restrict(...).argmax`
+
+
+class EncoderGraph(_PolicyGraph):
+    def forward(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.policy.embed_prefix(pixel_values, prompt_ids, prompt_mask, state)  # [B, L, D], [B, L]
+
+
+class ParallelGraph(_PolicyGraph):
+    def __init__(self, policy: Any) -> None:
+        super().__init__(policy)
+        self.core = DecoderCore(policy.lm)
+        self.bidirectional = policy.cfg.action.parallel_attention == "bidirectional"
+
+    def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, L, _ = prefix_embeds.shape
+        tail = self.policy.action_slots.to(prefix_embeds.dtype).unsqueeze(0).expand(b, -1, -1)  # [B, n, D]
+        x = torch.cat([prefix_embeds, tail], 1)  # [B, L + n, D]
+        valid = torch.cat([prefix_mask, torch.ones_like(prefix_mask[:, :1]).expand(b, self.n)], 1)  # [B, L + n]
+        mask = attention_mask_4d(valid, action_start=L, bidirectional_tail=self.bidirectional)
+        hidden, _, _ = self.core(x, position_ids(valid), mask)
+        logits = self._action_logits(hidden[:, L:])  # [B, n, A]
+        return logits, self._ids(logits)
+
+
+class PrefillGraph(_PolicyGraph):
+    def __init__(self, policy: Any, capacity: int) -> None:
+        super().__init__(policy)
+        self.core = DecoderCore(policy.lm)
+        self.capacity = int(capacity)
+
+    def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor):
+        L = prefix_embeds.shape[1]
+        pos = position_ids(prefix_mask)  # [B, L]
+        hidden, keys, values = self.core(prefix_embeds, pos, attention_mask_4d(prefix_mask))
+        logits = self._action_logits(hidden[:, -1])  # [B, A]
+        pad = (0, 0, 0, self.capacity - L)  # [B, Hkv, L, hd] -> [B, Hkv, Cap, hd]; Cap > L always
+        cache_k = torch.stack([nn.functional.pad(k, pad) for k in keys])  # [layers, B, Hkv, Cap, hd]
+        cache_v = torch.stack([nn.functional.pad(v, pad) for v in values])
+        return logits, self._ids(logits), pos[:, -1] + 1, cache_k, cache_v
+
+
+class DecodeStepGraph(_PolicyGraph):
+    def __init__(self, policy: Any, capacity: int) -> None:
+        super().__init__(policy)
+        self.core = DecoderCore(policy.lm)
+        self.capacity = int(capacity)
+
+    def forward(self, token_ids: torch.Tensor, position: torch.Tensor, write_index: torch.Tensor,
+                kv_mask: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor):
+        x = self.policy.embed_tokens(token_ids)[:, None]  # [B, 1, D]
+        slot = torch.arange(self.capacity, device=x.device) == write_index  # [Cap] one-hot
+        mask = kv_mask[:, None, None, :]  # [B, 1, 1, Cap]
+        hidden, keys, values = self.core(x, position[:, None], mask, cache=(cache_k, cache_v, slot))
+        logits = self._action_logits(hidden[:, 0])  # [B, A]
+        return logits, self._ids(logits), torch.stack(keys), torch.stack(values)
+
+
+def build_graphs(policy: Any) -> dict[str, nn.Module]:
+    """The graphs this policy exports: parallel only with a fixed-length (bins) action tokenizer."""
+    cap = int(policy.prefix_len) + int(policy.num_action_tokens)
+    graphs: dict[str, nn.Module] = {"encoder": EncoderGraph(policy)}
+    if policy.eos_id is None:
+        graphs["parallel"] = ParallelGraph(policy)
+    graphs["prefill"] = PrefillGraph(policy, cap)
+    graphs["decode_step"] = DecodeStepGraph(policy, cap)
+    return graphs

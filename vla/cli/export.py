@@ -1,0 +1,63 @@
+"""`vla export`: policy checkpoint -> ONNX graphs (+ manifest) -> TensorRT engines.
+
+    vla export onnx --checkpoint runs/x/checkpoint --out exports/x [--max-batch 8] [--opset 17]
+    vla export tensorrt --onnx exports/x --out engines/x --precision fp32|fp16|int8 [--calib-dataset DIR]
+
+`onnx` checks every graph for TensorRT 10.3 portability and prints the manifest summary; `tensorrt` builds one
+engine per graph with whichever TensorRT Python package is installed (tensorrt / tensorrt_rtx) and prints the
+equivalent trtexec commands (run them on a Jetson: engines must be built on the device that runs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a policy to ONNX graphs and TensorRT engines")
+    esub = p.add_subparsers(dest="export_command", metavar="TARGET", required=True)
+    o = esub.add_parser("onnx", help="checkpoint -> ONNX graphs + manifest.json (TensorRT 10.3 portable)")
+    o.add_argument("--checkpoint", required=True, metavar="DIR", help="vla.model.VLAPolicy checkpoint")
+    o.add_argument("--out", required=True, metavar="DIR")
+    o.add_argument("--max-batch", type=int, default=8, help="largest batch the TensorRT profiles allow")
+    o.add_argument("--opset", type=int, default=17, help="ONNX opset (<= 19 for TensorRT 10.3)")
+    o.set_defaults(func=onnx_cmd)
+    t = esub.add_parser("tensorrt", help="ONNX export dir -> TensorRT engines (+ trtexec commands)")
+    t.add_argument("--onnx", required=True, metavar="DIR", help="directory written by `vla export onnx`")
+    t.add_argument("--out", required=True, metavar="DIR")
+    t.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    t.add_argument("--graphs", nargs="*", default=[], help="subset of graphs (default: all in the manifest)")
+    t.add_argument("--calib-dataset", metavar="DIR", help="int8: LeRobot dataset to calibrate on")
+    t.add_argument("--calib-samples", type=int, default=64)
+    t.add_argument("--workspace-mb", type=int, default=1024)
+    t.add_argument("--compute-capability", help="tensorrt_rtx without a GPU: target, e.g. SM89")
+    t.set_defaults(func=tensorrt_cmd)
+
+
+def onnx_cmd(args: argparse.Namespace) -> int:
+    from deploy.export import check_export_dir, export_onnx
+    from vla.model import VLAPolicy
+
+    policy = VLAPolicy.from_pretrained(args.checkpoint)
+    m = export_onnx(policy, args.out, opset=args.opset, max_batch=args.max_batch)
+    check_export_dir(args.out)
+    summary = {"out": str(args.out), "opset": m["opset"], "decoding": m["decoding"],
+               "graphs": {k: {"inputs": {i["name"]: i["shape"] for i in g["inputs"]},
+                              "outputs": {o["name"]: o["shape"] for o in g["outputs"]}} for k, g in m["graphs"].items()}}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def tensorrt_cmd(args: argparse.Namespace) -> int:
+    from deploy.export.tensorrt_build import EngineBuildConfig, build_engines
+
+    cfg = EngineBuildConfig(precision=args.precision, graphs=tuple(args.graphs), workspace_mb=args.workspace_mb,
+                            calib_dataset=args.calib_dataset, calib_samples=args.calib_samples,
+                            compute_capability=args.compute_capability)
+    m = build_engines(args.onnx, args.out, cfg)
+    print(json.dumps({"out": str(args.out), **{k: v for k, v in m["tensorrt"].items() if k != "trtexec"}}, indent=2))
+    print("# equivalent trtexec commands (Jetson: run them on the device, next to the .onnx files):")
+    for cmd in m["tensorrt"]["trtexec"]:
+        print(cmd)
+    return 0

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vla.normalization import MODES, NormStats, Normalizer, load_norm_stats, save_norm_stats
+from vla.normalization import MODES, Normalizer, NormStats, load_norm_stats, save_norm_stats
 
 
 def data(seed=0, n=1000):

@@ -1,0 +1,48 @@
+"""Every registered projector builds inside a policy, trains one step and decodes action ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.vla.model.conftest import make_obs, make_policy
+from vla.model import PROJECTORS, ProjectorConfig, build_projector
+
+# tokens per camera with the test tower (32x32 images, patch 8 -> 4x4 = 16 patches)
+EXPECTED_TOKENS = {"linear": 16, "mlp": 16, "pixel_shuffle": 4, "resampler": 4}
+
+
+def test_every_projector_has_an_expected_token_count() -> None:
+    assert set(PROJECTORS) == set(EXPECTED_TOKENS)
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTORS))
+def test_projector_builds_trains_and_decodes(name: str) -> None:
+    policy = make_policy(projector=name)
+    assert policy.projector.num_tokens == EXPECTED_TOKENS[name]
+    assert policy.num_visual_tokens == 2 * EXPECTED_TOKENS[name]
+    obs = [make_obs(0), make_obs(1, "push the cube to the target")]
+    batch = policy.prepare_observations(obs)
+    chunks = np.random.default_rng(0).uniform(-1, 1, (2, 2, 7))
+    batch["action_ids"], batch["action_mask"] = policy.actions_to_ids(chunks)
+    before = [p.detach().clone() for p in policy.projector.parameters()]
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    policy.train()
+    loss, stats = policy.compute_loss(batch)
+    assert torch.isfinite(loss) and stats["n_tokens"] == 2 * 2 * 7
+    loss.backward()
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, policy.projector.parameters(), strict=True))
+    acts = policy.predict_action_batch(obs)
+    assert acts.shape == (2, 2, 7) and np.isfinite(acts).all()
+
+
+def test_pixel_shuffle_rejects_a_grid_it_cannot_divide() -> None:
+    with pytest.raises(ValueError, match="shuffle_factor"):
+        build_projector(ProjectorConfig(type="pixel_shuffle", shuffle_factor=3), 8, 8, num_patches=16, grid=4)
+
+
+def test_unknown_projector_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="ProjectorConfig.type"):
+        ProjectorConfig(type="qformer9000")

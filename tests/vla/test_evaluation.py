@@ -1,0 +1,129 @@
+"""Evaluation: Wilson interval, chunk execution, the report, video hand-off (a fake env; no MuJoCo)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vla.evaluation import ChunkedPolicy, evaluate, wilson_interval
+
+
+class FakeEnv:
+    """Succeeds at step 3 for even seeds, truncates at step 5 otherwise; records the actions it got."""
+
+    metadata = {"render_fps": 10}
+
+    def __init__(self) -> None:
+        self.actions: list[np.ndarray] = []
+        self.closed = False
+
+    def _obs(self) -> dict:
+        return {"agentview": np.zeros((8, 8, 3), np.uint8), "wrist": np.ones((8, 8, 3), np.uint8),
+                "state": np.zeros(8, np.float32), "instruction": "lift the cube"}
+
+    def reset(self, seed: int | None = None):
+        self.seed, self.t = seed, 0
+        return self._obs(), {"success": False}
+
+    def step(self, action):
+        self.actions.append(np.asarray(action))
+        self.t += 1
+        success = self.seed % 2 == 0 and self.t >= 3
+        return self._obs(), float(success), success, self.t >= 5, {"success": success}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeVLA:
+    """Stands in for VLAPolicy: chunks [H, 7] whose first column counts calls; NaN on call `bad`."""
+
+    def __init__(self, horizon: int = 3, bad: int | None = None) -> None:
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(action=SimpleNamespace(horizon=horizon, decoding="parallel"))
+        self.calls, self.bad = 0, bad
+
+    def predict_action(self, obs, mode=None):
+        self.calls += 1
+        chunk = np.zeros((self.cfg.action.horizon, 7), np.float32)
+        chunk[:, 0] = self.calls
+        chunk[:, 1] = np.arange(self.cfg.action.horizon)
+        chunk[:, 6] = 1.0
+        if self.calls == self.bad:
+            chunk[:] = np.nan
+        return chunk
+
+
+def test_wilson_interval_known_values() -> None:
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert 0 < wilson_interval(0, 10)[1] < 0.35
+    with pytest.raises(ValueError):
+        wilson_interval(3, 0)
+
+
+def test_chunks_execute_open_loop_then_replan() -> None:
+    vla = FakeVLA(horizon=3)
+    runner = ChunkedPolicy(vla, execute_steps=2)
+    acts = [runner({}) for _ in range(5)]
+    assert [a[0] for a in acts] == [1, 1, 2, 2, 3]  # replans every 2 steps
+    assert [a[1] for a in acts] == [0, 1, 0, 1, 0]  # executes the chunk's first 2 actions in order
+    assert len(runner.inference_ms) == 3 and len(runner.step_ms) == 5
+    with pytest.raises(ValueError, match="execute_steps"):
+        ChunkedPolicy(vla, execute_steps=4)
+
+
+def test_undecodable_chunk_holds_still_and_is_counted() -> None:
+    runner = ChunkedPolicy(FakeVLA(horizon=2, bad=2))
+    acts = [runner({}) for _ in range(4)]
+    assert np.all(np.isfinite(acts))
+    np.testing.assert_array_equal(acts[2], [0, 0, 0, 0, 0, 0, 1.0])  # zero motion, gripper kept closed
+    assert runner.invalid_chunks == 1
+
+
+def test_report_counts_successes_and_writes_video(tmp_path) -> None:
+    written = {}
+
+    def write_video(path, frames, fps):
+        written.update(path=path, n=len(frames), shape=frames[0].shape, fps=fps)
+
+    envs = []
+
+    def make_env():
+        envs.append(FakeEnv())
+        return envs[-1]
+
+    report = evaluate(ChunkedPolicy(FakeVLA()), make_env, episodes=4, seed=10, video_path=str(tmp_path / "v.mp4"),
+                      write_video=write_video, video_episodes=1, expert_factory=lambda env: ChunkedPolicy(FakeVLA()))
+    assert report["episodes"] == 4 and report["successes"] == 2 and report["success_rate"] == 0.5
+    assert report["mean_length"] == (3 + 5 + 3 + 5) / 4
+    assert [e["seed"] for e in report["per_episode"]] == [10, 11, 12, 13]
+    assert report["latency_ms_p50"] is not None and report["inference_ms_p99"] >= report["inference_ms_p50"]
+    assert report["expert_success_rate"] == 0.5 and report["relative_to_expert"] == 1.0
+    assert written == {"path": str(tmp_path / "v.mp4"), "n": 4, "shape": (8, 16, 3), "fps": 10.0}
+    assert envs[0].closed
+    json.dumps(report)  # JSON-ready
+
+
+@pytest.mark.slow
+def test_vla_eval_cli_runs_in_the_sim(tmp_path) -> None:
+    """End to end through `vla eval` on a real MuJoCo task with an untrained tiny policy."""
+    import argparse
+
+    from tests.vla.model.conftest import make_policy
+    from vla.cli import eval as eval_cli
+
+    make_policy(decoding="parallel").save_pretrained(tmp_path / "ckpt")
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--task", "ReachCube", "--episodes", "2",
+                              "--video", str(tmp_path / "v.gif"), "--report", str(tmp_path / "r.json"), "--heldout",
+                              "--no-progress"])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["episodes"] == 2 and report["split"] == "heldout" and 0 <= report["success_rate"] <= 1
+    assert report["latency_ms_p50"] > 0 and (tmp_path / "v.gif").stat().st_size > 0

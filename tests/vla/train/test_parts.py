@@ -1,0 +1,74 @@
+"""Training building blocks: augmentation, LR schedule, config validation, optimizer state round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vla.train.augment import augment_images
+from vla.train.config import AugmentConfig, TrainConfig
+from vla.train.metrics import lr_lambda
+from vla.train.state import load_train_state, save_train_state
+
+
+def test_augmentation_is_seeded_bounded_and_off_means_identity() -> None:
+    imgs = torch.randint(0, 256, (2, 2, 16, 16, 3), dtype=torch.uint8)
+    a = augment_images(imgs, AugmentConfig(), torch.Generator().manual_seed(0))
+    b = augment_images(imgs, AugmentConfig(), torch.Generator().manual_seed(0))
+    c = augment_images(imgs, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert a.shape == (2, 2, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+    off = augment_images(imgs, AugmentConfig(enabled=False), torch.Generator())
+    torch.testing.assert_close(off, imgs.permute(0, 1, 4, 2, 3).float() / 255)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
+    vals = [lr_lambda(s, 10, 100, 0.1) for s in range(100)]
+    assert vals[0] == pytest.approx(0.1) and vals[9] == pytest.approx(1.0)
+    assert all(x >= y for x, y in zip(vals[10:], vals[11:], strict=False))
+    assert lr_lambda(100, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("field, value", [("max_steps", 0), ("precision", "fp8"), ("val_fraction", 1.0), ("lr", 0)])
+def test_invalid_train_config_names_the_field(field: str, value) -> None:
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
+        TrainConfig(**{field: value})
+
+
+def test_unknown_yaml_keys_are_rejected(tmp_path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text("max_step: 5\n")
+    with pytest.raises(ValueError, match="max_step"):
+        TrainConfig.from_yaml(p)
+
+
+def test_optimizer_state_round_trips_without_pickle(tmp_path) -> None:
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+    net(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    save_train_state(tmp_path / "st", opt, step=7, extra={"note": "x"})
+    opt2 = torch.optim.AdamW(net.parameters(), lr=0.5)
+    step, extra = load_train_state(tmp_path / "st", opt2)
+    assert step == 7 and extra == {"note": "x"}
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s2["param_groups"][0]["lr"] == 0.1
+    for k in s1["state"]:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(s1["state"][k][name], s2["state"][k][name])
+
+
+def test_several_datasets_concatenate_without_crossing_episodes(tmp_path) -> None:
+    import numpy as np
+
+    from tests.vla.train.helpers import write_synthetic_dataset
+    from vla.train.data import chunk_targets, load_frames
+
+    a = write_synthetic_dataset(tmp_path / "a", episodes=2, length=4, size=16, seed=0)
+    b = write_synthetic_dataset(tmp_path / "b", episodes=3, length=5, size=16, seed=1)
+    f = load_frames([a, b], ("agentview", "wrist"), image_size=8)
+    assert len(f) == 2 * 4 + 3 * 5 and len(np.unique(f.episode)) == 5
+    assert f.images.shape == (23, 2, 8, 8, 3)
+    assert sorted(f.tasks) == ["pick up the red cube", "push the green cube"]
+    _, inside = chunk_targets(f, np.array([7, 8]), horizon=3)  # last frame of a's 2nd episode, first of b's
+    assert inside.tolist() == [[True, False, False], [True, True, True]]

@@ -1,0 +1,151 @@
+"""Closed-loop evaluation of a policy in gymnasium envs: success rate with a Wilson 95% CI, episode
+length, per-step latency, rollout video. Knows nothing of `sim/`: the caller (the `vla eval` CLI)
+passes an env factory, and optionally a video writer and an expert factory.
+
+    from vla.evaluation import ChunkedPolicy, evaluate
+    report = evaluate(ChunkedPolicy(policy), make_env=lambda: sim.make("PickCube"), episodes=20, seed=0,
+                      video_path="pick.mp4", write_video=sim.write_video)
+    report["success_rate"], report["success_ci95"], report["latency_ms_p50"]
+
+`ChunkedPolicy` adapts a `VLAPolicy` (chunks of H actions) to the one-action-per-step `sim.Policy`
+protocol: it predicts a chunk, executes its first `execute_steps` actions open-loop, then re-plans.
+A chunk that fails to decode (NaN) is never executed: the step holds still (zero motion, the previous
+gripper command) and is counted in `invalid_chunks`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (sensible at 0 and n successes, unlike Wald)."""
+    if n <= 0:
+        raise ValueError(f"wilson_interval needs n >= 1 trials, got {n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes={successes} must be in [0, n={n}]")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class ChunkedPolicy:
+    """`sim.Policy` over a chunking VLAPolicy; records per-step and per-inference latency (ms)."""
+
+    def __init__(self, policy: Any, execute_steps: int | None = None, mode: str | None = None) -> None:
+        h = policy.cfg.action.horizon
+        self.execute_steps = h if execute_steps is None else int(execute_steps)
+        if not 1 <= self.execute_steps <= h:
+            raise ValueError(f"execute_steps={execute_steps} must be in [1, horizon={h}]")
+        self.policy, self.mode = policy, mode
+        self.step_ms: list[float] = []
+        self.inference_ms: list[float] = []
+        self.invalid_chunks = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._queue: list[np.ndarray] = []
+        self._gripper = -1.0  # episodes start with the gripper open
+
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray:
+        t0 = time.perf_counter()
+        if not self._queue:
+            chunk = self.policy.predict_action(obs, mode=self.mode)  # [H, 7] robot units
+            self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+            if not np.all(np.isfinite(chunk)):
+                self.invalid_chunks += 1
+                hold = np.zeros(chunk.shape[-1], dtype=np.float32)
+                hold[-1] = self._gripper
+                chunk = hold[None]
+            self._queue = list(chunk[: self.execute_steps])
+        action = np.asarray(self._queue.pop(0), dtype=np.float32)
+        self._gripper = float(action[-1])
+        self.step_ms.append((time.perf_counter() - t0) * 1e3)
+        return action
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    return float(np.percentile(xs, q)) if xs else None
+
+
+def rollout(env: Any, policy: Any, seed: int, record: bool) -> dict[str, Any]:
+    """One episode with the gymnasium API; success = info["success"] at the last step."""
+    policy.reset()
+    obs, info = env.reset(seed=seed)
+    frames = [np.concatenate([obs["agentview"], obs["wrist"]], axis=1)] if record else []
+    success, length = bool(info.get("success", False)), 0
+    instruction = str(obs.get("instruction", ""))
+    while True:
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        length += 1
+        success = bool(info["success"])
+        if record:
+            frames.append(np.concatenate([obs["agentview"], obs["wrist"]], axis=1))
+        if terminated or truncated:
+            break
+    return {"seed": seed, "success": success, "length": length, "instruction": instruction, "frames": frames}
+
+
+def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int = 0,
+             video_path: str | None = None, write_video: Callable[..., Any] | None = None,
+             video_episodes: int = 2, expert_factory: Callable[[Any], Any] | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Roll out `episodes` episodes (seeds seed, seed+1, ...) -> JSON-ready report.
+
+    policy: a `sim.Policy`-like callable (a `ChunkedPolicy` adds latency and invalid-chunk fields).
+    expert_factory(env) -> expert: also rolls the expert out on the same seeds, for a relative score.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes} must be >= 1")
+    if video_path is not None and write_video is None:
+        raise ValueError("video_path needs a write_video callable (sim.write_video)")
+    from tqdm import tqdm
+
+    env = make_env()
+    try:
+        results, frames = [], []
+        for i in tqdm(range(episodes), disable=not progress, desc="eval"):
+            r = rollout(env, policy, seed + i, record=video_path is not None and i < video_episodes)
+            frames.extend(r.pop("frames"))
+            results.append(r)
+        expert_rate = None
+        if expert_factory is not None:
+            expert = expert_factory(env)
+            wins = sum(rollout(env, expert, seed + i, record=False)["success"] for i in range(episodes))
+            expert_rate = wins / episodes
+        fps = float(getattr(getattr(env, "unwrapped", env), "metadata", {}).get("render_fps", 10))
+    finally:
+        env.close()
+    k = sum(r["success"] for r in results)
+    lo, hi = wilson_interval(k, episodes)
+    report: dict[str, Any] = {
+        "episodes": episodes,
+        "seed": seed,
+        "successes": k,
+        "success_rate": k / episodes,
+        "success_ci95": [lo, hi],
+        "mean_length": float(np.mean([r["length"] for r in results])),
+        "latency_ms_p50": None,
+        "latency_ms_p99": None,
+        "per_episode": results,
+    }
+    if isinstance(policy, ChunkedPolicy):
+        report.update({
+            "latency_ms_p50": _pct(policy.step_ms, 50), "latency_ms_p99": _pct(policy.step_ms, 99),
+            "inference_ms_p50": _pct(policy.inference_ms, 50), "inference_ms_p99": _pct(policy.inference_ms, 99),
+            "invalid_chunks": policy.invalid_chunks, "execute_steps": policy.execute_steps,
+        })
+    if expert_rate is not None:
+        report["expert_success_rate"] = expert_rate
+        report["relative_to_expert"] = (k / episodes) / expert_rate if expert_rate > 0 else None
+    if video_path is not None and frames:
+        write_video(video_path, frames, fps)
+        report["video"] = str(video_path)
+    return report

@@ -1,0 +1,31 @@
+"""Resampler projector (Q-Former / Perceiver): `num_queries` learned queries cross-attend to the patch
+features, then a feed-forward block; K = num_queries tokens whatever the image resolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vla.model.config import ProjectorConfig
+
+
+class ResamplerProjector(nn.Module):
+    def __init__(self, cfg: ProjectorConfig, in_dim: int, out_dim: int, num_patches: int, grid: int | None) -> None:
+        super().__init__()
+        if out_dim % cfg.num_heads != 0:
+            raise ValueError(f"ProjectorConfig.num_heads={cfg.num_heads}: must divide the LM hidden size {out_dim}")
+        self.num_tokens = cfg.num_queries
+        self.queries = nn.Parameter(torch.randn(cfg.num_queries, out_dim) * 0.02)  # [Q, D]
+        self.kv_proj = nn.Linear(in_dim, out_dim)
+        self.kv_norm = nn.LayerNorm(out_dim)
+        self.q_norm = nn.LayerNorm(out_dim)
+        self.attn = nn.MultiheadAttention(out_dim, cfg.num_heads, batch_first=True)
+        self.ffn_norm = nn.LayerNorm(out_dim)
+        self.ffn = nn.Sequential(nn.Linear(out_dim, 4 * out_dim), nn.GELU(), nn.Linear(4 * out_dim, out_dim))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """[N, P, Dv] -> [N, Q, D]."""
+        kv = self.kv_norm(self.kv_proj(feats))  # [N, P, D]
+        q = self.q_norm(self.queries).unsqueeze(0).expand(feats.shape[0], -1, -1)  # [N, Q, D]
+        x = q + self.attn(q, kv, kv, need_weights=False)[0]  # [N, Q, D]
+        return x + self.ffn(self.ffn_norm(x))

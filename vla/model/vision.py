@@ -1,0 +1,91 @@
+"""Vision tower: a `transformers` vision model turning camera images into patch features.
+
+    tower = VisionTower(VisionConfig(hf_config={"hidden_size": 32, ...}))   # random init, SigLIP default
+    tower = VisionTower(VisionConfig(pretrained="/models/siglip-so400m"))   # local dir, never downloads
+    feats = tower(pixel_values)        # [N, 3, S, S] normalized -> [N, P, Dv]
+    tower.num_patches, tower.hidden_size, tower.grid
+
+Cameras are folded into the batch by the caller ([B, C, ...] -> [B*C, ...]), so one tower serves all
+cameras with shared weights (as in OpenVLA's per-view encoding).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla.model.config import VisionConfig
+
+
+def build_hf_vision_config(cfg: VisionConfig) -> Any:
+    """The transformers config object for `cfg` (image_size injected where the model has one)."""
+    from transformers import AutoConfig
+
+    kw = dict(cfg.hf_config)
+    kw.pop("model_type", None)
+    hf = AutoConfig.for_model(cfg.model_type, **kw)
+    if hasattr(hf, "image_size"):
+        hf.image_size = cfg.image_size
+    if hasattr(hf, "vision_use_head") and "vision_use_head" not in kw:
+        hf.vision_use_head = False  # SigLIP's pooling head: unused (we take patch tokens), so don't build it
+    return hf
+
+
+def _load_pretrained_vision(path: str) -> nn.Module:
+    """A vision-only model from a local dir; a dual-encoder (SigLIP/CLIP) keeps its vision half."""
+    from transformers import AutoConfig, AutoModel
+
+    hf = AutoConfig.from_pretrained(path, local_files_only=True)
+    vision_cfg = getattr(hf, "vision_config", None)
+    model = AutoModel.from_pretrained(path, local_files_only=True)
+    if vision_cfg is not None and hasattr(model, "vision_model"):
+        return model.vision_model
+    return model
+
+
+class VisionTower(nn.Module):
+    """Wraps an HF vision model; output is the last hidden state (patch tokens)."""
+
+    def __init__(self, cfg: VisionConfig) -> None:
+        super().__init__()
+        from transformers import AutoModel
+
+        self.cfg = cfg
+        if cfg.pretrained is not None:
+            self.model = _load_pretrained_vision(cfg.pretrained)
+        else:
+            self.model = AutoModel.from_config(build_hf_vision_config(cfg))
+        for m in (self.model, getattr(self.model, "vision_model", None)):
+            if getattr(m, "use_head", False):  # a pretrained SigLIP's pooling head: unused, drop it
+                m.use_head = False
+                del m.head
+        hidden = getattr(self.model.config, "hidden_size", None)
+        if hidden is None:
+            raise ValueError(f"vision model {type(self.model).__name__} has no config.hidden_size")
+        self.hidden_size = int(hidden)
+        # probe once for the token count: robust to CLS tokens and any patching scheme
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+            n = self._features(probe).shape[1]
+        self.num_patches = int(n)
+        side = math.isqrt(self.num_patches)
+        self.grid = side if side * side == self.num_patches else None  # None: not a square grid
+
+    def hf_config_dict(self) -> dict[str, Any]:
+        """The resolved transformers config (saved so a checkpoint rebuilds without the pretrained dir)."""
+        d = self.model.config.to_dict()
+        for k in ("transformers_version", "architectures", "_name_or_path", "model_type", "torch_dtype", "dtype"):
+            d.pop(k, None)
+        return d
+
+    def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values)
+        feats = out.last_hidden_state  # [N, P(+1), Dv]
+        return feats[:, 1:] if self.cfg.drop_cls else feats
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] -> [N, P, Dv]."""
+        return self._features(pixel_values)

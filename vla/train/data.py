@@ -1,0 +1,138 @@
+"""In-memory training frames from a LeRobot dataset, action-chunk targets and batches.
+
+    frames = load_frames(["data/pick", "data/push"], cameras=("agentview", "wrist"), image_size=64)
+    train_idx, val_idx = split_episodes(frames, val_fraction=0.1, seed=0)
+    batch = make_batch(policy, frames, idx, augment_cfg, generator)   # tensors for VLAPolicy.compute_loss
+
+Images are decoded once and resized to the policy's resolution with `vla.model.transforms.resize_images`
+(the function inference uses), so small datasets train without a data-loader process. The target
+for frame t is the chunk actions[t : t + H] of its episode; steps past the episode end repeat the last
+action and are left out of the loss (`action_mask`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vla.model.transforms import resize_images
+from vla.train.augment import augment_images
+from vla.train.config import AugmentConfig
+
+
+@dataclass
+class Frames:
+    images: torch.Tensor  # uint8 [N, C, S, S, 3]
+    states: np.ndarray  # float32 [N, S_dim] (raw units)
+    actions: np.ndarray  # float32 [N, D] (raw units)
+    task_index: np.ndarray  # int64 [N]
+    tasks: list[str]
+    episode: np.ndarray  # int64 [N] episode index
+    episode_stop: np.ndarray  # int64 [N] exclusive end position of each frame's episode
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def load_frames(roots: str | Sequence[str], cameras: Sequence[str], image_size: int,
+                state_key: str = "observation.state", action_key: str = "action") -> Frames:
+    """One dataset root, or several concatenated (multi-task training): tasks are merged by string."""
+    if isinstance(roots, (str, bytes)) or not isinstance(roots, Sequence):
+        roots = [roots]
+    if not roots:
+        raise ValueError("need at least one dataset root")
+    parts = [_load_one(str(r), cameras, image_size, state_key, action_key) for r in roots]
+    if len(parts) == 1:
+        return parts[0]
+    tasks: list[str] = []
+    for f in parts:
+        tasks += [t for t in f.tasks if t not in tasks]
+    task_index, episode, stop = [], [], []
+    frame_off = ep_off = 0
+    for f in parts:
+        remap = np.array([tasks.index(t) for t in f.tasks], dtype=np.int64)
+        task_index.append(remap[f.task_index])
+        episode.append(f.episode + ep_off)
+        stop.append(f.episode_stop + frame_off)
+        frame_off += len(f)
+        ep_off += int(f.episode.max()) + 1
+    return Frames(torch.cat([f.images for f in parts]), np.concatenate([f.states for f in parts]),
+                  np.concatenate([f.actions for f in parts]), np.concatenate(task_index), tasks,
+                  np.concatenate(episode), np.concatenate(stop))
+
+
+def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str, action_key: str,
+              chunk: int = 256) -> Frames:
+    from vla.data import LeRobotDataset
+
+    ds = LeRobotDataset(root)
+    keys = [f"observation.images.{c}" for c in cameras]
+    missing = [k for k in (*keys, action_key) if k not in ds.features]
+    if missing:
+        raise ValueError(f"dataset {root} lacks features {missing}; it has {sorted(ds.features)}")
+    n = len(ds)
+    if n == 0:
+        raise ValueError(f"dataset {root} has no frames")
+    images = torch.empty(n, len(cameras), image_size, image_size, 3, dtype=torch.uint8)
+    for lo in range(0, n, chunk):  # decode + resize in chunks to bound peak memory
+        hi = min(n, lo + chunk)
+        raw = np.stack([np.stack([ds[i][k] for k in keys]) for i in range(lo, hi)])  # [b, C, H, W, 3]
+        images[lo:hi] = resize_images(raw, image_size)
+    states = (np.asarray(ds.get_column(state_key), dtype=np.float32) if state_key in ds.features
+              else np.zeros((n, 0), np.float32))
+    episode = np.asarray(ds.episode_indices, dtype=np.int64)
+    stop = np.zeros(n, dtype=np.int64)
+    for ep in np.unique(episode):
+        a, b = ds.episode_bounds(int(ep))
+        stop[a:b] = b
+    return Frames(images, states, np.asarray(ds.get_column(action_key), dtype=np.float32),
+                  np.asarray(ds.get_column("task_index"), dtype=np.int64), list(ds.tasks), episode, stop)
+
+
+def split_episodes(frames: Frames, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frame positions of training and held-out episodes (None when val_fraction == 0)."""
+    eps = np.unique(frames.episode)
+    n_val = int(round(len(eps) * val_fraction))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    if n_val == 0:
+        return np.arange(len(frames)), None
+    if n_val >= len(eps):
+        raise ValueError(f"val_fraction={val_fraction} leaves no training episodes ({len(eps)} episodes)")
+    val_eps = np.random.default_rng(seed).permutation(eps)[:n_val]
+    is_val = np.isin(frames.episode, val_eps)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def chunk_targets(frames: Frames, idx: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw action chunks [B, H, D] starting at each frame, and which steps lie inside the episode [B, H]."""
+    steps = idx[:, None] + np.arange(horizon)[None, :]  # [B, H]
+    inside = steps < frames.episode_stop[idx][:, None]
+    steps = np.minimum(steps, frames.episode_stop[idx][:, None] - 1)  # repeat the last action past the end
+    return frames.actions[steps], inside
+
+
+def make_batch(policy, frames: Frames, idx: np.ndarray, augment: AugmentConfig | None,
+               generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Tensors for `policy.compute_loss`, plus `actions` (raw chunks) and `step_valid` for L1 metrics."""
+    idx = np.asarray(idx, dtype=np.int64)
+    small = frames.images[torch.from_numpy(idx)]  # [B, C, S, S, 3] uint8
+    if augment is not None and augment.enabled:
+        if generator is None:
+            raise ValueError("augmentation needs a torch.Generator")
+        pixel_values = policy.pixels(augment_images(small, augment, generator))
+    else:
+        pixel_values = policy.pixels(small)
+    ids, mask = policy.encode_prompts([frames.tasks[t] for t in frames.task_index[idx]])
+    chunks, inside = chunk_targets(frames, idx, policy.cfg.action.horizon)
+    norm = policy.normalizers["action"].normalize(chunks.astype(np.float64)).astype(np.float32)
+    action_ids, action_mask = policy.actions_to_ids(norm, inside)
+    batch = {"pixel_values": pixel_values, "prompt_ids": ids, "prompt_mask": mask,
+             "action_ids": action_ids, "action_mask": action_mask,
+             "actions": torch.from_numpy(chunks), "step_valid": torch.from_numpy(inside)}
+    if policy.cfg.use_state:
+        batch["state"] = policy.normalize_state(frames.states[idx])
+    return batch

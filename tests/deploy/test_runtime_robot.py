@@ -76,23 +76,23 @@ def test_real_arm_adapter_through_bridge(make_bridge):
 
 
 def test_torch_runtime_checkpoint_runs_episode_to_horizon(make_bridge, tmp_path):
+    """A tiny policy *trained* with `vla.train` (a few steps on a small demo set) drives the sim over ZeroMQ."""
     pytest.importorskip("sim")
-    model = pytest.importorskip("vla.model")
+    pytest.importorskip("vla.model")
     import torch
 
     from deploy.control import ControlConfig, ControlLoop
     from deploy.robot import SimRobot
+    from tests.vla.train.helpers import write_synthetic_dataset
     from vla.model.config import debug_config
+    from vla.train import AugmentConfig, TrainConfig, train
 
     torch.manual_seed(0)
-    from vla.normalization import Normalizer, NormStats
-
-    policy = model.VLAPolicy.from_config(debug_config(horizon=2), instructions=["reach the red cube"])
-    rng = np.random.default_rng(0)
-    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(100, 7)))),
-                           Normalizer(NormStats.fit(rng.normal(size=(100, 8))), mask=np.ones(8, dtype=bool)))
-    policy.save_pretrained(tmp_path / "ckpt")
-    rt = TorchRuntime.from_checkpoint(tmp_path / "ckpt")
+    data = write_synthetic_dataset(tmp_path / "demos", episodes=2, length=6)
+    cfg = TrainConfig(model=debug_config(horizon=2).to_dict(), max_steps=8, batch_size=4, warmup_steps=0,
+                      val_fraction=0.0, val_every=1000, log_every=4, save_every=1000, augment=AugmentConfig(enabled=False))
+    train(cfg, data, tmp_path / "run", progress=False)
+    rt = TorchRuntime.from_checkpoint(tmp_path / "run" / "checkpoint")
     server = make_bridge(robot=SimRobot("ReachCube", horizon=6, image_size=32), lockstep=True)
     with BridgeClient(server.endpoint, timeout_s=10.0) as c:
         rep = ControlLoop(c, rt, ControlConfig(hz=100, chunk_mode="open_loop", stop_on_success=False)).run_episode(0)

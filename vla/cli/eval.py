@@ -2,6 +2,7 @@
 
     vla eval --checkpoint runs/tiny/checkpoint --task PickCube --episodes 20 --seed 0 \
         [--video pick.mp4] [--report report.json] [--heldout] [--decoding parallel] [--execute-steps 2] [--expert]
+    vla eval --runtime onnx --checkpoint exports/tiny --task PickCube     # a `vla export onnx` dir
 
 Prints success rate (Wilson 95% CI), mean episode length, latency p50/p99; `--report` writes the JSON
 (success_rate, episodes, latency_ms_p50, ...); `--heldout` uses the task's held-out instruction
@@ -25,14 +26,19 @@ def _handler(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.task not in sim.list_tasks():
         raise ValueError(f"unknown task {args.task!r}; available: {sim.list_tasks()}")
-    policy = VLAPolicy.from_pretrained(args.checkpoint)
+    if args.runtime == "torch":
+        policy = VLAPolicy.from_pretrained(args.checkpoint)
+    else:  # the same evaluation through an exported graph / engine (deploy runtimes share the interface)
+        from deploy.runtime import make_runtime
+
+        policy = make_runtime(args.runtime, args.checkpoint)
     split = "heldout" if args.heldout else "train"
     runner = ChunkedPolicy(policy, execute_steps=args.execute_steps, mode=args.decoding)
     expert = (lambda env: sim.make_expert(args.task, env)) if args.expert else None
     report = evaluate(runner, lambda: sim.make(args.task, split=split), episodes=args.episodes, seed=args.seed,
                       video_path=args.video, write_video=sim.write_video, expert_factory=expert,
                       progress=not args.no_progress)
-    report = {"task": args.task, "split": split, "checkpoint": str(args.checkpoint),
+    report = {"task": args.task, "split": split, "checkpoint": str(args.checkpoint), "runtime": args.runtime,
               "decoding": args.decoding or policy.cfg.action.decoding, **report}
     lo, hi = report["success_ci95"]
     print(f"{args.task} [{split}]: success {report['successes']}/{report['episodes']} = {report['success_rate']:.2f} "
@@ -52,7 +58,10 @@ def _handler(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="closed-loop success rate of a checkpoint in a sim task",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="policy checkpoint directory")
+    p.add_argument("--checkpoint", required=True,
+                   help="torch: a policy checkpoint directory; onnx/tensorrt: a `vla export` directory")
+    p.add_argument("--runtime", choices=["torch", "onnx", "tensorrt"], default="torch",
+                   help="inference backend (default torch)")
     p.add_argument("--task", required=True, help="sim task name (vla sim list / sim.list_tasks())")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")

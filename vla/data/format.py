@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vla.io import atomic_write_json as _atomic_write_json
+
 CODEBASE_VERSION = "v3.0"
 LEGACY_VERSION = "v2.1"
 
@@ -177,16 +179,8 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=4) + "\n").encode())
+    _atomic_write_json(path, obj, indent=4)  # LeRobot's own metadata files use indent 4
 
 
 def atomic_write_parquet(path: Path, tables: list[pa.Table], schema: pa.Schema) -> None:
@@ -213,7 +207,8 @@ def tmp_sibling(path: Path) -> Path:
 
 def remove_stale_tmp_files(root: Path) -> list[Path]:
     """Delete temporary files a crashed writer left behind (never referenced by any metadata)."""
-    stale = [p for p in Path(root).rglob(".*.tmp-*") if p.is_file()]
+    # ".name.tmp-PID" (parquet/video writers here) and ".name.XXXX.tmp" (vla.io.atomic_write_*)
+    stale = [p for p in Path(root).rglob(".*.tmp*") if p.is_file()]
     for p in stale:
         p.unlink()
     return stale

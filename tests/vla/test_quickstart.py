@@ -1,13 +1,10 @@
-"""The README's main command, end to end at smoke size (slow: ~3 min on 2 cores)."""
+"""The README's main command, end to end at smoke size (~30 s on 2 cores)."""
 
 import json
-
-import pytest
 
 from vla.cli import main
 
 
-@pytest.mark.slow
 def test_quickstart_smoke_runs_every_stage(tmp_path):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--smoke", "--tasks", "ReachCube"]) == 0

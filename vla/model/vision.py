@@ -5,6 +5,13 @@
     feats = tower(pixel_values)        # [N, 3, S, S] normalized -> [N, P, Dv]
     tower.num_patches, tower.hidden_size, tower.grid
 
+Convolutional towers (ResNet, ConvNeXt: `last_hidden_state` is a feature map [N, C, h, w], width in
+`config.hidden_sizes[-1]`) are flattened row-major to h*w tokens [N, h*w, C], so the projectors
+(pixel_shuffle included) see the same square patch grid as with a ViT:
+
+    VisionConfig(model_type="resnet", image_size=64,
+                 hf_config={"embedding_size": 16, "hidden_sizes": [32, 64], "depths": [1, 1], "layer_type": "basic"})
+
 Cameras are folded into the batch by the caller ([B, C, ...] -> [B*C, ...]), so one tower serves all
 cameras with shared weights (as in OpenVLA's per-view encoding).
 """
@@ -63,8 +70,12 @@ class VisionTower(nn.Module):
                 m.use_head = False
                 del m.head
         hidden = getattr(self.model.config, "hidden_size", None)
+        if hidden is None and getattr(self.model.config, "hidden_sizes", None):
+            hidden = self.model.config.hidden_sizes[-1]  # conv towers: channels of the last stage
         if hidden is None:
-            raise ValueError(f"vision model {type(self.model).__name__} has no config.hidden_size")
+            raise ValueError(
+                f"vision model {type(self.model).__name__} has neither config.hidden_size nor config.hidden_sizes"
+            )
         self.hidden_size = int(hidden)
         # probe once for the token count: robust to CLS tokens and any patching scheme
         with torch.no_grad():
@@ -83,7 +94,12 @@ class VisionTower(nn.Module):
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixel_values)
-        feats = out.last_hidden_state  # [N, P(+1), Dv]
+        feats = out.last_hidden_state  # [N, P(+1), Dv], or a conv feature map [N, C, h, w]
+        if feats.dim() == 4:
+            # conv tower: row-major grid of h*w tokens; flatten/transpose export to ONNX as plain reshapes
+            return feats.flatten(2).transpose(1, 2)  # [N, h*w, C]
+        if feats.dim() != 3:
+            raise ValueError(f"vision model output has shape {tuple(feats.shape)}; expected [N, P, D] or [N, C, h, w]")
         return feats[:, 1:] if self.cfg.drop_cls else feats
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

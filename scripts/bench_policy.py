@@ -24,8 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla.model import PROJECTORS, VLAConfig, VLAPolicy  # noqa: E402
-from vla.model.benchmark import bench_decoding  # noqa: E402
-from vla.normalization import Normalizer, NormStats  # noqa: E402
+from vla.model.benchmark import bench_decoding, random_weight_policy  # noqa: E402
 
 
 def _obs(size: int = 128) -> dict:
@@ -33,16 +32,6 @@ def _obs(size: int = 128) -> dict:
     return {"agentview": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
             "wrist": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
             "state": rng.normal(size=8).astype(np.float32), "instruction": "pick up the red cube"}
-
-
-def _fresh(cfg: VLAConfig) -> VLAPolicy:
-    torch.manual_seed(0)
-    policy = VLAPolicy.from_config(cfg, instructions=["pick up the red cube"])
-    rng = np.random.default_rng(0)
-    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(size=(100, cfg.action.dim)))),
-                           Normalizer(NormStats.fit(rng.normal(size=(100, cfg.state_dim))),
-                                      mask=np.ones(cfg.state_dim, dtype=bool)) if cfg.use_state else None)
-    return policy
 
 
 def main() -> int:
@@ -57,7 +46,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else _fresh(VLAConfig.from_yaml(args.config))
+    policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else random_weight_policy(VLAConfig.from_yaml(args.config))
     policy.to(args.device)
     result = {"config": args.checkpoint or args.config, "host": platform.node(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, **bench_decoding(policy, _obs(), iters=args.iters)}
@@ -66,7 +55,7 @@ def main() -> int:
         result["projectors"] = {}
         for name in sorted(PROJECTORS):
             cfg = dataclasses.replace(base, projector=dataclasses.replace(base.projector, type=name))
-            r = bench_decoding(_fresh(cfg).to(args.device), _obs(), iters=args.iters, modes=("kv_cache", "parallel"))
+            r = bench_decoding(random_weight_policy(cfg).to(args.device), _obs(), iters=args.iters, modes=("kv_cache", "parallel"))
             result["projectors"][name] = {"visual_tokens": r["visual_tokens"], "params": r["params"],
                                           "kv_cache_per_action_ms_p50": r["modes"]["kv_cache"]["per_action_ms_p50"],
                                           "parallel_per_action_ms_p50": r["modes"]["parallel"]["per_action_ms_p50"]}

@@ -27,17 +27,7 @@ from deploy.export import export_onnx  # noqa: E402
 from deploy.export.bench import bench_runtimes  # noqa: E402
 from vla.io import atomic_write_json  # noqa: E402
 from vla.model import VLAConfig, VLAPolicy  # noqa: E402
-from vla.normalization import Normalizer, NormStats  # noqa: E402
-
-
-def _fresh(cfg: VLAConfig) -> VLAPolicy:
-    torch.manual_seed(0)
-    policy = VLAPolicy.from_config(cfg, instructions=["pick up the red cube"])
-    rng = np.random.default_rng(0)
-    state = Normalizer(NormStats.fit(rng.normal(size=(100, cfg.state_dim))), mask=np.ones(cfg.state_dim, dtype=bool))
-    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(size=(100, cfg.action.dim)))),
-                           state if cfg.use_state else None)
-    return policy.eval()
+from vla.model.benchmark import random_weight_policy  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +41,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else _fresh(VLAConfig.from_yaml(args.config))
+    policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else random_weight_policy(VLAConfig.from_yaml(args.config))
     rng = np.random.default_rng(0)
     obs = {c: rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in policy.cfg.cameras}
     obs.update(state=rng.normal(size=policy.cfg.state_dim).astype(np.float32), instruction="pick up the red cube")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vla.model.benchmark import peak_rss_mb
+from vla.bench import peak_rss_mb
 
 
 def _rss_mb() -> float:

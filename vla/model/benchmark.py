@@ -1,5 +1,6 @@
 """Decoding-latency benchmark on one set of weights (used by scripts/bench_policy.py).
 
+    policy = random_weight_policy(VLAConfig.from_yaml("configs/model/tiny.yaml"))
     result = bench_decoding(policy, obs, iters=30)
     result["modes"]["parallel"]["per_action_ms_p50"], result["speedup_vs_generate"]
 
@@ -11,7 +12,6 @@ per-action latency is the chunk latency divided by the H actions it yields.
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla.bench import peak_rss_mb
 from vla.model.decoding import decode_autoregressive, decode_parallel, generate_baseline
 
 
@@ -35,8 +36,18 @@ def _time(fn: Callable[[], Any], iters: int, warmup: int, cuda: bool) -> list[fl
     return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+def random_weight_policy(cfg: Any, instruction: str = "pick up the red cube") -> Any:
+    """A policy with seeded random weights and random normalizers: timing needs shapes, not training."""
+    from vla.model.policy import VLAPolicy
+    from vla.normalization import Normalizer, NormStats
+
+    torch.manual_seed(0)
+    policy = VLAPolicy.from_config(cfg, instructions=[instruction])
+    rng = np.random.default_rng(0)
+    action = Normalizer(NormStats.fit(rng.normal(size=(100, cfg.action.dim))))
+    state = Normalizer(NormStats.fit(rng.normal(size=(100, cfg.state_dim))), mask=np.ones(cfg.state_dim, dtype=bool))
+    policy.set_normalizers(action, state if cfg.use_state else None)
+    return policy.eval()
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@
     server = BridgeServer(SimRobot("PickCube"), BridgeConfig(bind="tcp://127.0.0.1:*")).start()
     with BridgeClient(server.endpoint) as c:
         o = c.observe(); r = c.act(action, deadline_ns=o.t_obs + 200_000_000); c.reset(seed=0)
+        r = c.act(action, observe=True); o = r.obs   # one round trip: the reply carries the next observation
     server.stop()
 
     vla bridge --task PickCube --bind tcp://127.0.0.1:5555 [--lockstep] [--record DIR] [--curve-keys DIR]
@@ -48,13 +49,15 @@ from deploy.protocol import (
     encode,
     error_message,
     now_ns,
+    recv_frames,
     send_frames,
 )
 from deploy.robot import Observation, Robot
 from deploy.safety import SafetyConfig, SafetyFilter, Watchdog
 
 log = logging.getLogger(__name__)
-POLLOUT = int(zmq.POLLOUT)
+NOBLOCK = int(zmq.NOBLOCK)  # plain ints: zmq's flag enums cost an enum call per use
+RCVTIMEO = int(zmq.RCVTIMEO)
 MAX_SESSIONS = 64  # per-session last action_seq kept for this many recent clients
 
 
@@ -122,6 +125,7 @@ class BridgeServer:
         self.episode = 0
         self._obs_seq = 0
         self._next_tick = 0
+        self._handlers = {t: getattr(self, f"_on_{t}") for t in REQUEST_TYPES}
 
     def _startup(self) -> None:
         """First robot contact, on the serving thread (a sim's GL context binds to the thread that renders)."""
@@ -182,11 +186,15 @@ class BridgeServer:
         # A blocking recv with a timeout up to the next tick, rather than poll + non-blocking drain:
         # one libzmq call per request on the hot path. Ticks are checked before every recv, so a
         # request flood cannot starve them.
+        # The receive timeout is the largest power of two (ms, at most 50) not past the next tick:
+        # waking early is harmless (the loop re-checks), waking late would delay the tick, and the
+        # socket option then changes a few times per period instead of before every request.
         next_tick = self._next_tick = now_ns() + self.period_ns
         timeout = None
-        while not self._stop.is_set():
+        sock, lockstep, stop = self.sock, self.config.lockstep, self._stop
+        while not stop.is_set():
             t = now_ns()
-            if self.config.lockstep:
+            if lockstep:
                 self.watchdog.check(t)  # reported only: lock-step time does not pass without actions
                 wait_ms = 50
             elif t >= next_tick:
@@ -198,11 +206,13 @@ class BridgeServer:
                 self._next_tick = next_tick
                 continue
             else:
-                wait_ms = min(50, -(-(next_tick - t) // 1_000_000))  # ceil: never spin
+                wait_ms = -(-(next_tick - t) // 1_000_000)  # ceil: never spin
+                wait_ms = 50 if wait_ms >= 64 else 1 << (wait_ms.bit_length() - 1)
             if wait_ms != timeout:
-                self.sock.rcvtimeo = timeout = wait_ms
+                sock.setsockopt(RCVTIMEO, wait_ms)
+                timeout = wait_ms
             try:
-                frames = self.sock.recv_multipart(copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:  # idle until the tick (or the stop check)
                 continue
             self._serve_one(frames)
@@ -264,10 +274,11 @@ class BridgeServer:
         ident, body = frames[0].bytes, frames[1:]
         try:
             msg = decode(body, self.config.limits)
-            if msg.type not in REQUEST_TYPES:
+            handler = self._handlers.get(msg.type)
+            if handler is None:
                 raise ProtocolError("bad_type", f"{msg.type!r} is not a request", msg.seq)
-            self.stats[f"requests.{msg.type}"] += 1
-            reply = getattr(self, f"_on_{msg.type}")(msg)
+            self.stats["requests." + msg.type] += 1
+            reply = handler(msg)
         except ProtocolError as e:
             self.stats[f"errors.{e.code}"] += 1
             reply = error_message(e.code, e.message, e.seq)
@@ -275,14 +286,14 @@ class BridgeServer:
             log.exception("request failed")
             self.stats["errors.internal"] += 1
             reply = error_message("internal", f"{type(e).__name__}: {e}", None)
-        reply.meta.update(self._status())
+        meta = reply.meta
+        meta["watchdog"] = self.watchdog.tripped
+        meta["obs_seq_now"] = self._obs_seq
+        meta["t_bridge"] = now_ns()
         try:
-            send_frames(self.sock, [ident, *encode(reply)], zmq.NOBLOCK)
+            send_frames(self.sock, [ident, *encode(reply)], NOBLOCK)
         except zmq.Again:  # peer's queue full or peer gone: drop the reply (DEALER clients time out, retry)
             self.stats["replies_dropped"] += 1
-
-    def _status(self) -> dict[str, Any]:
-        return {"watchdog": self.watchdog.tripped, "obs_seq_now": self._obs_seq, "t_bridge": now_ns()}
 
     def _obs_reply(self, req: Message, kind: str) -> Message:
         o = self._obs
@@ -345,11 +356,15 @@ class BridgeServer:
                 raise ProtocolError("bad_request", f"act meta {name!r} must be an int, got {v!r:.40}", req.seq)
         deadline = t + self.watchdog.timeout_ns if deadline is None else deadline
         status, reason, executed = self._admit(a, session, aseq, oseq, deadline, t)
-        self.stats[f"act.{status}"] += 1
-        meta = {"status": status, "reason": reason, "action_seq": aseq}
+        self.stats["act." + status] += 1
+        # observe=True: the reply also carries the newest observation (after this action in lock-step
+        # mode), saving the next step's `observe` round trip
+        reply = self._obs_reply(req, "act") if m.get("observe") is True else Message("act", req.seq, reply_to=req.seq)
+        meta = reply.meta
+        meta["status"], meta["reason"], meta["action_seq"] = status, reason, aseq
         if executed is not None:
             meta["executed"] = [float(x) for x in executed]
-        return Message("act", seq=req.seq, reply_to=req.seq, meta=meta)
+        return reply
 
     def _admit(self, a: np.ndarray, session: str, aseq: int, oseq: int, deadline: int,
                t: int) -> tuple[str, str, np.ndarray | None]:
@@ -416,6 +431,7 @@ class ActReply:
     executed: np.ndarray | None  # float64 [7] after clamps (lock-step only)
     watchdog: bool
     t_bridge: int
+    obs: ObsReply | None = None  # act(observe=True): the newest observation, in the same reply
 
 
 class BridgeClient:
@@ -437,6 +453,7 @@ class BridgeClient:
         self.sock.connect(endpoint)
         self._out = zmq.Poller()  # built once: Socket.poll builds one per call
         self._out.register(self.sock, zmq.POLLOUT)
+        self._rcvtimeo = -1  # libzmq's default: set before the first wait
         self.session = uuid.uuid4().hex
         self._seq = 0
         self._action_seq = 0
@@ -455,31 +472,37 @@ class BridgeClient:
 
     def request(self, type: str, arrays: dict | None = None, meta: dict | None = None,
                 timeout_s: float | None = None) -> Message:
+        timeout_ms = max(0, int(1000 * (self.timeout_s if timeout_s is None else timeout_s)))
         self._seq += 1
         seq = self._seq
-        timeout_ms = int(1000 * (self.timeout_s if timeout_s is None else timeout_s))
         frames = encode(Message(type, seq=seq, arrays=arrays or {}, meta=meta or {}))
-        if not self.sock.getsockopt(zmq.EVENTS) & POLLOUT and not self._out.poll(timeout_ms):
-            raise BridgeTimeout(f"no connection to the bridge at {self.endpoint} within {timeout_ms} ms")
-        try:
-            send_frames(self.sock, frames)
-        except zmq.Again:
-            raise BridgeTimeout(f"could not send {type!r} to the bridge at {self.endpoint}") from None
-        deadline = now_ns() + timeout_ms * 1_000_000
-        while True:
-            left_ms = (deadline - now_ns()) // 1_000_000
-            if left_ms <= 0:
-                raise BridgeTimeout(f"bridge at {self.endpoint} did not answer {type!r} within {timeout_ms} ms")
-            self.sock.rcvtimeo = left_ms  # blocking recv with a timeout: one libzmq call, no poller
+        try:  # non-blocking first: the common case costs one call and no poll
+            send_frames(self.sock, frames, NOBLOCK)
+        except zmq.Again:  # not connected yet (IMMEDIATE) or the queue is full: wait for room, bounded
+            if not self._out.poll(timeout_ms):
+                raise BridgeTimeout(f"no connection to the bridge at {self.endpoint} within {timeout_ms} ms") from None
             try:
-                frames = self.sock.recv_multipart(copy=False)
+                send_frames(self.sock, frames)
+            except zmq.Again:
+                raise BridgeTimeout(f"could not send {type!r} to the bridge at {self.endpoint}") from None
+        deadline = now_ns() + timeout_ms * 1_000_000
+        wait_ms = timeout_ms
+        while True:
+            if wait_ms != self._rcvtimeo:  # blocking recv with a timeout: one libzmq call, no poller
+                self.sock.setsockopt(RCVTIMEO, wait_ms)
+                self._rcvtimeo = wait_ms
+            try:
+                frames = recv_frames(self.sock)
             except zmq.Again:
                 raise BridgeTimeout(f"bridge at {self.endpoint} did not answer {type!r} within {timeout_ms} ms") from None
             try:
                 reply = decode(frames, self.limits)
             except ProtocolError as e:
                 raise BridgeError(e.code, f"malformed reply: {e.message}") from None
-            if reply.reply_to != seq:  # a late reply to an earlier, timed-out request
+            if reply.reply_to != seq:  # a late reply to an earlier, timed-out request: wait out the rest
+                wait_ms = (deadline - now_ns()) // 1_000_000
+                if wait_ms <= 0:
+                    raise BridgeTimeout(f"bridge at {self.endpoint} did not answer {type!r} within {timeout_ms} ms")
                 continue
             if reply.type == "error":
                 raise BridgeError(str(reply.meta.get("code")), str(reply.meta.get("message")))
@@ -512,9 +535,16 @@ class BridgeClient:
                                       timeout_s=self.reset_timeout_s))
 
     def act(self, action: np.ndarray, seq: int | None = None, obs_seq: int | None = None,
-            deadline_ns: int | None = None) -> ActReply:
+            deadline_ns: int | None = None, observe: bool = False, privileged: bool = False) -> ActReply:
         """Send one action (float [7]); `seq` defaults to this client's next action_seq, `obs_seq` to
-        the last observation received, `deadline_ns` (bridge clock) to receipt + the watchdog timeout."""
+        the last observation received, `deadline_ns` (bridge clock) to receipt + the watchdog timeout.
+
+        observe=True: the reply also carries the bridge's newest observation (`ActReply.obs`, with
+        privileged arrays if asked), so a step costs one round trip instead of observe + act. In
+        lock-step mode that observation is the one this action produced (or, if the action was not
+        executed, the unchanged current one). In real-time mode it is the newest at receipt, i.e.
+        *before* the queued action runs at the next tick, so a real-time loop still observes after
+        the tick instead (deploy.control does)."""
         if seq is None:
             self._action_seq += 1
             seq = self._action_seq
@@ -523,7 +553,11 @@ class BridgeClient:
         meta = {"session": self.session, "action_seq": int(seq),
                 "obs_seq": int(self.last_obs_seq if obs_seq is None else obs_seq),
                 "deadline_ns": None if deadline_ns is None else int(deadline_ns)}
+        if observe:
+            meta["observe"] = True
+            meta["privileged"] = bool(privileged)
         r = self.request("act", arrays={"action": np.asarray(action)}, meta=meta)
-        ex = r.meta.get("executed")
-        return ActReply(r.meta["status"], r.meta["reason"], None if ex is None else np.asarray(ex),
-                        r.meta["watchdog"], r.meta["t_bridge"])
+        m = r.meta
+        ex = m.get("executed")
+        return ActReply(m["status"], m["reason"], None if ex is None else np.asarray(ex), m["watchdog"],
+                        m["t_bridge"], self._obs(r) if observe and "obs_seq" in m else None)  # older bridges: no obs

@@ -7,7 +7,8 @@
     vla control --connect tcp://127.0.0.1:5555 --expert PickCube --hz 10 --episodes 3
 
 Every tick (absolute schedule, missed ticks skipped and counted, never bunched): fetch the newest
-observation; if the plan needs refreshing and the observation is fresh (bridge-side age below
+observation (lock-step bridges: it came with the previous act's reply, `act(observe=True)`, so a
+step is one round trip); if the plan needs refreshing and the observation is fresh (bridge-side age below
 `max_obs_age_s`) run the runtime; pick this step's action from the chunk executor; send it with the
 observation seq it answers and a deadline in the *bridge's* clock: the planning observation's
 timestamp + (steps since) periods + `max_latency_s`. No clock sync is needed, and an action that
@@ -130,6 +131,7 @@ class ControlLoop:
             o = self._call(c.reset, seed, cfg.privileged) if reset else self._call(c.observe, cfg.privileged)
         start = time.monotonic_ns()
         next_tick, last_tick, last_seq, t = start, None, -1, 0
+        carried: ObsReply | None = None  # lock-step: the observation the last act's reply carried
         success = o.success
         aligned = self._aligned_start(o)
         if aligned is not None:  # phase-lock: observe right after the robot's tick, act before its next one
@@ -140,7 +142,9 @@ class ControlLoop:
             if last_tick is not None:
                 periods.append(tick - last_tick)
             last_tick = tick
-            if t > 0 or aligned is not None:
+            if carried is not None:
+                o, carried = carried, None
+            elif t > 0 or aligned is not None:
                 o = self._call(c.observe, cfg.privileged)
                 if o is None:
                     counts["timeouts"] += 1
@@ -159,8 +163,14 @@ class ControlLoop:
             else:
                 deadline = None if self.lockstep else (
                     step.origin_ns + (t - step.origin_step) * self.period_ns + int(cfg.max_latency_s * 1e9))
-                r = self._call(c.act, step.action, obs_seq=o.obs_seq, deadline_ns=deadline)
+                # lock-step: the act reply carries the observation this action produced (1 round trip
+                # per step). Real-time: the next observation only exists after the robot's next tick,
+                # so the loop observes then, as before.
+                r = self._call(c.act, step.action, obs_seq=o.obs_seq, deadline_ns=deadline,
+                               observe=self.lockstep, privileged=cfg.privileged)
                 counts["timeouts" if r is None else r.status] += 1
+                if r is not None:
+                    carried = r.obs
             t += 1
             next_tick = self._sleep(next_tick, counts)
         return EpisodeReport(bool(success), t, o.episode, dict(counts), periods, (time.monotonic_ns() - start) / 1e9)

@@ -1,8 +1,8 @@
 """Wire protocol of the robot bridge: a msgpack header frame plus raw array frames (ZeroMQ multipart).
 
     frames = encode(Message("observe", seq=3))                  # -> [header bytes, *array buffers]
-    sock.send_multipart(frames, copy=False)                      # arrays go out zero-copy
-    msg = decode(sock.recv_multipart(copy=False), limits)        # validated; raises ProtocolError
+    send_frames(sock, frames)                                    # copies images, zero-copy above 4 MiB
+    msg = decode(recv_frames(sock), limits)                      # validated; raises ProtocolError
 
 The full specification (message types, fields, error codes, version policy) is docs/protocol.md.
 Header (a msgpack map, the first frame):
@@ -20,7 +20,7 @@ Arrays are returned as read-only numpy views onto the received frames (no copy).
 
 from __future__ import annotations
 
-import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,13 +108,23 @@ def now_ns() -> int:
 
 # little-endian dtype -> wire name; lookups by dtype object are ~50x cheaper than dtype.name
 _WIRE_NAMES: dict[np.dtype, str] = {dt: name for name, dt in DTYPES.items()}
+# one msgpack Packer per thread (a Packer keeps a buffer, so it must not be shared across threads):
+# reusing it saves building one per message, which is a third of packb's cost for a small header
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    p = getattr(_local, "packer", None)
+    if p is None:
+        p = _local.packer = msgpack.Packer(use_bin_type=True)
+    return p
 
 
 def encode(msg: Message) -> list[Any]:
     """Message -> [header bytes, *array buffers] for `send_frames` (or `send_multipart`).
 
     Non-contiguous or big-endian arrays are converted (copied) once; contiguous little-endian
-    ones are sent from their own memory, so the caller must not mutate them until sent.
+    ones are passed on as they are (send_frames copies them into zmq messages, see there).
     """
     if msg.type not in MESSAGE_TYPES:
         raise ValueError(f"message type {msg.type!r} not in {sorted(MESSAGE_TYPES)}")
@@ -140,45 +150,73 @@ def encode(msg: Message) -> list[Any]:
         "arrays": descs,
         "meta": msg.meta,
     }
-    return [msgpack.packb(header, use_bin_type=True), *bufs]
+    return [_packer().pack(header), *bufs]
 
 
-ZERO_COPY_MIN_BYTES = 65536  # below this a copy is cheaper than zmq's zero-copy bookkeeping
+# Frames up to this size are copied into the zmq message; bigger ones are handed to zmq zero-copy.
+# pyzmq's zero-copy send costs a Frame, a registration with its garbage-collector thread and, once
+# libzmq is done with the buffer, a message to that thread which then wakes and takes the GIL to
+# drop the reference. For camera images (150 KB - 1 MB) a memcpy is cheaper than that thread
+# hand-off, which also competes for the CPU with both ends of the link: on a loaded 2-core host
+# copying two 224x224 images cut the raw pyzmq observe round trip by ~20-35 % (scripts/bench_transport.py
+# measures both). Multi-megabyte arrays (depth stacks, point clouds) still go zero-copy.
+ZERO_COPY_MIN_BYTES = 4 * 1024 * 1024
 _SNDMORE = int(zmq.SNDMORE)
 
 
 def send_frames(sock: Any, frames: list[Any], flags: int = 0) -> None:
-    """send_multipart that copies small frames and hands big ones (images) to zmq zero-copy.
-
-    pyzmq's copy=False costs a Frame object and a release callback per frame, which for a header
-    or a 7-float action is far more than copying it; one copy flag for all frames cannot get both right.
-    """
+    """send_multipart that copies frames up to ZERO_COPY_MIN_BYTES and hands bigger ones to zmq zero-copy."""
     flags = int(flags)  # zmq flag enums: `|` on them goes through enum.__or__ (slow)
     more = flags | _SNDMORE
     last = len(frames) - 1
     for i, f in enumerate(frames):
-        n = f.nbytes if type(f) is np.ndarray else len(f)
-        sock.send(f, flags if i == last else more, copy=n < ZERO_COPY_MIN_BYTES)
+        if type(f) is bytes or (type(f) is np.ndarray and f.nbytes < ZERO_COPY_MIN_BYTES):
+            sock.send(f, flags if i == last else more)
+        else:
+            n = f.nbytes if type(f) is np.ndarray else memoryview(f).nbytes
+            sock.send(f, flags if i == last else more, copy=n < ZERO_COPY_MIN_BYTES)
+
+
+def recv_frames(sock: Any, flags: int = 0) -> list[Any]:
+    """recv_multipart(copy=False) without its per-frame getsockopt(RCVMORE) (a Python-level enum
+    conversion each): a received zmq.Frame says itself whether more parts follow. Raises zmq.Again
+    like recv when nothing arrives within the socket's RCVTIMEO (or at once with NOBLOCK); the
+    parts of one message arrive together, so only the first recv can wait."""
+    f = sock.recv(flags, copy=False)
+    frames = [f]
+    while f.more:
+        f = sock.recv(flags, copy=False)
+        frames.append(f)
+    return frames
 
 
 def _frame_bytes(frame: Any) -> memoryview:
-    """zmq.Frame (copy=False) or bytes-like -> a byte memoryview without copying."""
-    buf = frame.buffer if type(frame) is zmq.Frame else getattr(frame, "buffer", frame)
-    v = buf if type(buf) is memoryview else memoryview(buf)
-    return v if v.format == "B" and v.ndim == 1 else v.cast("B")
+    """zmq.Frame (copy=False), bytes-like or ndarray -> a read-only byte memoryview, never a copy."""
+    if type(frame) is zmq.Frame:
+        v = memoryview(frame)  # 1-D bytes; half the cost of the Frame.buffer property
+    elif type(frame) is bytes:
+        return memoryview(frame)
+    else:
+        v = getattr(frame, "buffer", frame)
+        v = v if type(v) is memoryview else memoryview(v)
+        if v.format != "B" or v.ndim != 1:
+            v = v.cast("B")
+    return v if v.readonly else v.toreadonly()  # arrays onto frames are read-only by contract
 
 
 def _no_ext(code: int, data: bytes) -> Any:
     raise ProtocolError("bad_header", f"msgpack extension type {code} is not allowed")
 
 
+def _int(v: Any) -> bool:
+    return type(v) is int  # msgpack yields exact types; this also refuses bool
+
+
 def decode(frames: list[Any], limits: ProtocolLimits = DEFAULT_LIMITS) -> Message:
     """Validate and decode [header, *array frames]; raises ProtocolError (never anything else)."""
     if not frames:
         raise ProtocolError("bad_header", "empty message")
-    views = [_frame_bytes(f) for f in frames]
-    total = sum(v.nbytes for v in views)
-    head = views[0]
+    head = _frame_bytes(frames[0])
     if head.nbytes > limits.max_header_bytes:
         raise ProtocolError("too_large", f"header is {head.nbytes} bytes > {limits.max_header_bytes}")
     try:
@@ -187,57 +225,68 @@ def decode(frames: list[Any], limits: ProtocolLimits = DEFAULT_LIMITS) -> Messag
         raise
     except Exception as e:  # msgpack raises several unrelated types on garbage
         raise ProtocolError("bad_header", f"header is not valid msgpack ({type(e).__name__}: {e})") from None
-    if not isinstance(h, dict):
+    if type(h) is not dict:
         raise ProtocolError("bad_header", f"header must be a map, got {type(h).__name__}")
-    seq = h.get("seq")
-    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
-    if h.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("bad_version", f"protocol version {h.get('v')!r}, this side speaks {PROTOCOL_VERSION}", seq)
-    for key, typ in (("type", str), ("seq", int), ("t", int), ("arrays", list), ("meta", dict)):
-        if not isinstance(h.get(key), typ) or isinstance(h.get(key), bool):
-            raise ProtocolError("bad_header", f"field {key!r} must be {typ.__name__}, got {h.get(key)!r:.80}", seq)
-    if h["type"] not in MESSAGE_TYPES:
-        raise ProtocolError("bad_type", f"unknown message type {h['type']!r:.40}", seq)
-    reply_to = h.get("reply_to")
-    if reply_to is not None and (not isinstance(reply_to, int) or isinstance(reply_to, bool)):
+    get = h.get
+    seq = get("seq")
+    if not _int(seq):
+        seq = None
+    if get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("bad_version", f"protocol version {get('v')!r}, this side speaks {PROTOCOL_VERSION}", seq)
+    typ, t, descs, meta, reply_to = get("type"), get("t"), get("arrays"), get("meta"), get("reply_to")
+    if not (type(typ) is str and seq is not None and _int(t) and type(descs) is list and type(meta) is dict):
+        for key, want in (("type", str), ("seq", int), ("t", int), ("arrays", list), ("meta", dict)):
+            if type(get(key)) is not want:
+                raise ProtocolError("bad_header", f"field {key!r} must be {want.__name__}, got {get(key)!r:.80}", seq)
+    if typ not in MESSAGE_TYPES:
+        raise ProtocolError("bad_type", f"unknown message type {typ!r:.40}", seq)
+    if reply_to is not None and not _int(reply_to):
         raise ProtocolError("bad_header", f"reply_to must be int or nil, got {reply_to!r:.40}", seq)
-    descs = h["arrays"]
-    if len(descs) > limits.max_arrays:
-        raise ProtocolError("too_large", f"{len(descs)} arrays > max {limits.max_arrays}", seq)
-    if len(descs) != len(views) - 1:
-        raise ProtocolError("bad_array", f"header declares {len(descs)} arrays but {len(views) - 1} frames follow", seq)
-    if total > limits.max_message_bytes:
-        raise ProtocolError("too_large", f"message is {total} bytes > {limits.max_message_bytes}", seq)
+    n_arrays = len(descs)
+    if n_arrays > limits.max_arrays:
+        raise ProtocolError("too_large", f"{n_arrays} arrays > max {limits.max_arrays}", seq)
+    if n_arrays != len(frames) - 1:
+        raise ProtocolError("bad_array", f"header declares {n_arrays} arrays but {len(frames) - 1} frames follow", seq)
     arrays: dict[str, np.ndarray] = {}
-    for d, view in zip(descs, views[1:], strict=True):
-        name, arr = _decode_array(d, view, limits, seq)
-        if name in arrays:
-            raise ProtocolError("bad_array", f"duplicate array name {name!r}", seq)
-        arrays[name] = arr
-    return Message(type=h["type"], seq=h["seq"], arrays=arrays, meta=h["meta"], reply_to=reply_to, t=h["t"])
+    if n_arrays:
+        views = [_frame_bytes(f) for f in frames[1:]]
+        total = head.nbytes + sum(v.nbytes for v in views)
+        if total > limits.max_message_bytes:
+            raise ProtocolError("too_large", f"message is {total} bytes > {limits.max_message_bytes}", seq)
+        for d, view in zip(descs, views, strict=True):
+            name, arr = _decode_array(d, view, limits, seq)
+            if name in arrays:
+                raise ProtocolError("bad_array", f"duplicate array name {name!r}", seq)
+            arrays[name] = arr
+    return Message(type=typ, seq=seq, arrays=arrays, meta=meta, reply_to=reply_to, t=t)
 
 
 def _decode_array(d: Any, view: memoryview, limits: ProtocolLimits, seq: int | None) -> tuple[str, np.ndarray]:
-    if not isinstance(d, dict):
+    if type(d) is not dict:
         raise ProtocolError("bad_array", f"array descriptor must be a map, got {type(d).__name__}", seq)
     name, dtype, shape = d.get("name"), d.get("dtype"), d.get("shape")
-    if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_len:
+    if type(name) is not str or not 0 < len(name) <= limits.max_name_len:
         raise ProtocolError("bad_array", f"array name must be a str of 1..{limits.max_name_len} chars", seq)
-    if not isinstance(dtype, str) or dtype not in DTYPES:
+    dt = DTYPES.get(dtype) if type(dtype) is str else None
+    if dt is None:
         raise ProtocolError("bad_array", f"array {name!r}: dtype {dtype!r:.40} not in {sorted(DTYPES)}", seq)
-    if (not isinstance(shape, list) or len(shape) > limits.max_ndim
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in shape)):
+    n = dt.itemsize  # python ints: no overflow on hostile shapes
+    if type(shape) is list and len(shape) <= limits.max_ndim:
+        for s in shape:
+            if type(s) is not int or s < 0:
+                n = -1
+                break
+            n *= s
+    else:
+        n = -1
+    if n < 0:
         raise ProtocolError("bad_array", f"array {name!r}: shape {shape!r:.80} must be <= {limits.max_ndim} "
                             "non-negative ints", seq)
-    dt = DTYPES[dtype]
-    n = math.prod(shape) * dt.itemsize  # python ints: no overflow on hostile shapes
     if n != view.nbytes:
         raise ProtocolError("bad_array", f"array {name!r}: shape {shape} x {dt.itemsize} B = {n} B but the frame "
                             f"holds {view.nbytes} B", seq)
-    arr = np.frombuffer(view, dtype=dt).reshape(shape)
-    if arr.flags.writeable:  # frames are shared with zmq; views are read-only by contract
-        arr.flags.writeable = False
-    return name, arr
+    # `view` is read-only, so the array is too: frames are shared with zmq
+    return name, np.ndarray(shape, dt, view)  # one call instead of frombuffer + reshape
 
 
 def error_message(code: str, text: str, reply_to: int | None, seq: int = 0, **meta: Any) -> Message:

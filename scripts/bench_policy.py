@@ -2,7 +2,10 @@
 vs transformers `generate()` on the same weights; parameter count; peak RSS.
 
     python scripts/bench_policy.py --out benchmarks/policy.json [--config configs/model/tiny.yaml]
-        [--checkpoint runs/tiny/checkpoint] [--iters 30] [--threads 2] [--projectors]
+        [--checkpoint runs/tiny/checkpoint] [--iters 30] [--threads 2] [--projectors] [--modes kv_cache,generate]
+
+Modes (see `vla.model.benchmark`) run interleaved, one call each per iteration, so ratios are fair on
+a shared machine.
 
 `--projectors` adds the projector ablation's cost side: visual tokens and latency per projector type
 (same model otherwise, random weights: latency does not depend on the weights for fixed-length bins).
@@ -24,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla.model import PROJECTORS, VLAConfig, VLAPolicy  # noqa: E402
-from vla.model.benchmark import bench_decoding, random_weight_policy  # noqa: E402
+from vla.model.benchmark import DEFAULT_MODES, bench_decoding, random_weight_policy  # noqa: E402
 
 
 def _obs(size: int = 128) -> dict:
@@ -43,13 +46,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--projectors", action="store_true", help="also time every projector type")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated, from: " + ", ".join(DEFAULT_MODES))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else random_weight_policy(VLAConfig.from_yaml(args.config))
     policy.to(args.device)
     result = {"config": args.checkpoint or args.config, "host": platform.node(), "cpu_count": os.cpu_count(),
-              "torch": torch.__version__, **bench_decoding(policy, _obs(), iters=args.iters)}
+              "torch": torch.__version__, **bench_decoding(policy, _obs(), iters=args.iters, modes=tuple(args.modes.split(",")))}
     if args.projectors:
         base = policy.cfg
         result["projectors"] = {}
@@ -64,10 +68,11 @@ def main() -> int:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, out)
-    m = result["modes"]
-    print(f"per-action p50 ms: generate {m['generate']['per_action_ms_p50']:.2f}, kv {m['kv_cache']['per_action_ms_p50']:.2f}, "
-          f"parallel {m['parallel']['per_action_ms_p50']:.2f}; speedup vs generate: "
-          + ", ".join(f"{k} {v:.1f}x" for k, v in result["speedup_vs_generate"].items()))
+    print("per-action ms p50 / p99: " + ", ".join(
+        f"{k} {v['per_action_ms_p50']:.2f} / {v['per_action_ms_p99']:.2f}" for k, v in result["modes"].items()))
+    for base in ("generate", "generate_inference_mode"):
+        if result[f"speedup_vs_{base}"]:
+            print(f"speedup vs {base}: " + ", ".join(f"{k} {v:.2f}x" for k, v in result[f"speedup_vs_{base}"].items()))
     print(f"wrote {out}")
     return 0
 

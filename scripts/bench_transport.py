@@ -1,19 +1,29 @@
 """Transport benchmark: observation -> action round trip through the bridge vs raw pyzmq vs openpi's websocket.
 
-    .venv/bin/python scripts/bench_transport.py --out benchmarks/transport.json [--iters 500] [--jitter-s 5]
+    .venv/bin/python scripts/bench_transport.py --out benchmarks/transport.json [--iters 1000] [--jitter-s 5]
 
 Payload: two 224x224x3 uint8 cameras + float32 [8] state (+ the instruction), action float32 [7].
-- bridge:   deploy.bridge over tcp loopback and ipc: `observe` (obs comes back) then `act` (ack comes
-            back), i.e. 2 round trips, msgpack headers, validation, the bridge's safety path
-            (KinematicRobot in real-time mode, so no physics/rendering is timed).
-- raw_zmq:  the same 4 messages with the same bytes over bare DEALER/ROUTER multipart, no header, no
-            checks: the floor a hand-written pyzmq loop would reach (goal: bridge <= 1.3x of it).
-- openpi:   openpi-client's WebsocketClientPolicy.infer(obs) against an openpi-style asyncio
-            websockets server (metadata on connect, msgpack_numpy both ways, compression off), which is
-            1 round trip with the obs going up: what a user of openpi's serving stack would run.
-Each server runs in its own (spawned) process. Jitter: a ControlLoop with a no-op policy against a
-real-time bridge at 10 and 50 Hz; tick-to-tick period statistics. Numbers on a shared CPU are noisy;
-the JSON records the load average next to them.
+Two step shapes, each over tcp loopback and ipc, each against a raw pyzmq loop of the same shape:
+- bridge:        deploy.bridge `observe` (obs comes back) then `act` (ack comes back): 2 round trips,
+                 msgpack headers, validation, the bridge's safety path (KinematicRobot in real-time
+                 mode, so no physics/rendering is timed).
+- bridge_step:   `act(..., observe=True)`: the action goes up, the ack plus the newest observation
+                 come back: 1 round trip, same real-time bridge.
+- bridge_step_lockstep: the same 1-round-trip step against a lock-step bridge (what an evaluation
+                 loop runs): the reply waits for the safety clamp and the robot step, so it is not a
+                 pure transport number and has no ratio.
+- raw_zmq / raw_zmq_step: the same messages with the same bytes over bare DEALER/ROUTER multipart,
+                 no header, no checks: the floor a hand-written pyzmq loop would reach (goal: bridge
+                 <= 1.3x of it). Measured twice, sending arrays copied (`_copy`) and zero-copy
+                 (`_zerocopy`); the ratios use whichever of the two had the lower p50, i.e. the best
+                 hand-written loop, so the baseline is never handicapped.
+- openpi:        openpi-client's WebsocketClientPolicy.infer(obs) against an openpi-style asyncio
+                 websockets server (metadata on connect, msgpack_numpy both ways, compression off),
+                 1 round trip with the obs going up: what a user of openpi's serving stack would run;
+                 compared with bridge_step (also 1 round trip, the obs coming down).
+Each server runs in its own (spawned) process; clients are interleaved in rounds. Jitter: a
+ControlLoop with a no-op policy against a real-time bridge at 10 and 50 Hz; tick-to-tick period
+statistics. Numbers on a shared CPU are noisy; the JSON records the load average next to them.
 """
 
 from __future__ import annotations
@@ -49,17 +59,18 @@ def _stats(samples_s: list[float]) -> dict[str, float]:
 # ----------------------------------------------------------------------------------- servers
 
 
-def _bridge_server(endpoint: str, hz: float, q) -> None:
+def _bridge_server(endpoint: str, hz: float, lockstep: bool, q) -> None:
     from deploy.bridge import BridgeConfig, BridgeServer
     from deploy.robot import KinematicRobot
 
     server = BridgeServer(KinematicRobot(image_size=SIZE, tol=0.0, horizon=10**9, control_hz=hz),
-                          BridgeConfig(bind=endpoint))
+                          BridgeConfig(bind=endpoint, lockstep=lockstep))
     q.put(server.endpoint)
     server.serve_forever()
 
 
-def _raw_server(endpoint: str, hz: float, q) -> None:  # hz: same signature as _bridge_server
+def _raw_server(endpoint: str, copy: bool, q) -> None:
+    """b"o" -> obs frames; [b"a", action] -> b"ok"; [b"s", action] -> obs frames (the 1-round-trip step)."""
     import zmq
 
     imgs, state, _ = _payload()
@@ -70,12 +81,13 @@ def _raw_server(endpoint: str, hz: float, q) -> None:  # hz: same signature as _
     obs_frames = [imgs["agentview"], imgs["wrist"], state]
     while True:
         frames = sock.recv_multipart(copy=False)
-        ident = frames[0].bytes
-        if frames[1].bytes == b"o":
-            sock.send_multipart([ident, b"obs", *obs_frames], copy=False)
-        else:
+        ident, kind = frames[0].bytes, frames[1].bytes
+        if kind != b"o":
             np.frombuffer(frames[2].buffer, np.float32)  # read the action like a real server would
-            sock.send_multipart([ident, b"ok"], copy=False)
+        if kind == b"a":
+            sock.send_multipart([ident, b"ok"], copy=copy)
+        else:
+            sock.send_multipart([ident, b"obs", *obs_frames], copy=copy)
 
 
 def _ws_server(port_q) -> None:
@@ -101,7 +113,16 @@ def _ws_server(port_q) -> None:
     asyncio.run(main())
 
 
-def _start(target, *args):
+def _cpu_ns(pid: int) -> int | None:
+    """CPU time (ns) of all live threads of `pid` (Linux schedstat), None where unavailable."""
+    try:
+        return sum(int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+                   for tid in os.listdir(f"/proc/{pid}/task"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _start(target, *args):  # target(*args, queue) puts its endpoint on the queue
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=target, args=(*args, q), daemon=True)
@@ -112,7 +133,8 @@ def _start(target, *args):
 # ----------------------------------------------------------------------------------- clients
 
 
-def bench_bridge(endpoint: str, iters: int, warmup: int) -> dict[str, float]:
+def bench_bridge(endpoint: str, iters: int, warmup: int) -> list[float]:
+    """observe + act: 2 round trips per step."""
     from deploy.bridge import BridgeClient
 
     action = np.zeros(7, np.float32)
@@ -127,7 +149,27 @@ def bench_bridge(endpoint: str, iters: int, warmup: int) -> dict[str, float]:
     return out
 
 
-def bench_raw(endpoint: str, iters: int, warmup: int) -> dict[str, float]:
+def bench_bridge_step(endpoint: str, iters: int, warmup: int) -> list[float]:
+    """act(observe=True): 1 round trip per step, the reply carries the next observation."""
+    from deploy.bridge import BridgeClient
+
+    action = np.zeros(7, np.float32)
+    out = []
+    with BridgeClient(endpoint) as c:
+        o = c.observe()
+        for i in range(iters + warmup):
+            t = time.perf_counter()
+            r = c.act(action, obs_seq=o.obs_seq, deadline_ns=o.t_bridge + 10**9, observe=True)
+            o = r.obs
+            if i >= warmup:
+                out.append(time.perf_counter() - t)
+    assert o.obs["agentview"].shape == (SIZE, SIZE, 3)
+    return out
+
+
+def _raw_client(endpoint: str, iters: int, warmup: int, one_trip: bool) -> list[float]:
+    """The same messages as the bridge path, hand-written: no header, no validation, best pyzmq calls
+    (multipart receive without copies, numpy views onto the frames)."""
     import zmq
 
     ctx = zmq.Context()
@@ -138,12 +180,16 @@ def bench_raw(endpoint: str, iters: int, warmup: int) -> dict[str, float]:
     out = []
     for i in range(iters + warmup):
         t = time.perf_counter()
-        sock.send(b"o")
+        if one_trip:
+            sock.send_multipart([b"s", action])
+        else:
+            sock.send(b"o")
         frames = sock.recv_multipart(copy=False)
         imgs = [np.frombuffer(f.buffer, np.uint8).reshape(SIZE, SIZE, 3) for f in frames[1:3]]
         assert imgs[0].shape == (SIZE, SIZE, 3)
-        sock.send_multipart([b"a", action], copy=False)
-        sock.recv_multipart(copy=False)
+        if not one_trip:
+            sock.send_multipart([b"a", action])
+            sock.recv_multipart(copy=False)
         if i >= warmup:
             out.append(time.perf_counter() - t)
     sock.close()
@@ -151,7 +197,15 @@ def bench_raw(endpoint: str, iters: int, warmup: int) -> dict[str, float]:
     return out
 
 
-def bench_openpi(port: int, iters: int, warmup: int) -> dict[str, float]:
+def bench_raw(endpoint: str, iters: int, warmup: int) -> list[float]:
+    return _raw_client(endpoint, iters, warmup, one_trip=False)
+
+
+def bench_raw_step(endpoint: str, iters: int, warmup: int) -> list[float]:
+    return _raw_client(endpoint, iters, warmup, one_trip=True)
+
+
+def bench_openpi(port: int, iters: int, warmup: int) -> list[float]:
     from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
     imgs, state, _ = _payload()
@@ -174,7 +228,7 @@ def bench_jitter(hz: float, seconds: float) -> dict[str, float]:
     from deploy.control import ControlConfig, ControlLoop, period_stats
     from deploy.runtime import PolicyRuntime
 
-    proc, endpoint = _start(_bridge_server, "tcp://127.0.0.1:*", hz)
+    proc, endpoint = _start(_bridge_server, "tcp://127.0.0.1:*", hz, False)
     try:
         with BridgeClient(endpoint) as c:
             steps = int(seconds * hz)
@@ -214,9 +268,9 @@ def bench_codec(n: int = 2000) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/transport.json")
-    ap.add_argument("--iters", type=int, default=500)
+    ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=20, help="untimed iterations per client per round")
-    ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds (iters are split across them)")
+    ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds (iters are split across them)")
     ap.add_argument("--jitter-s", type=float, default=10.0, help="seconds of control loop per rate")
     args = ap.parse_args(argv)
 
@@ -226,37 +280,62 @@ def main(argv: list[str] | None = None) -> int:
     procs, runs = [], {}  # name -> (client fn, endpoint); all servers up at once, clients interleaved
     try:
         for transport, bind in (("tcp", "tcp://127.0.0.1:*"), ("ipc", f"ipc://{tmp}/{{}}.sock")):
-            for name, server, client in (("bridge", _bridge_server, bench_bridge), ("raw_zmq", _raw_server, bench_raw)):
-                proc, endpoint = _start(server, bind.format(name), 10.0)
+            servers = {"rt": (_bridge_server, 10.0, False), "ls": (_bridge_server, 10.0, True),
+                       "copy": (_raw_server, True), "zerocopy": (_raw_server, False)}
+            eps, pids = {}, {}
+            for name, (server, *server_args) in servers.items():
+                proc, eps[name] = _start(server, bind.format(name), *server_args)
                 procs.append(proc)
-                runs[f"{name}_{transport}"] = (client, endpoint)
+                pids[name] = proc.pid
+            runs[f"bridge_{transport}"] = (bench_bridge, eps["rt"], pids["rt"])
+            runs[f"bridge_step_{transport}"] = (bench_bridge_step, eps["rt"], pids["rt"])
+            runs[f"bridge_step_lockstep_{transport}"] = (bench_bridge_step, eps["ls"], pids["ls"])
+            for mode in ("copy", "zerocopy"):
+                runs[f"raw_zmq_{mode}_{transport}"] = (bench_raw, eps[mode], pids[mode])
+                runs[f"raw_zmq_step_{mode}_{transport}"] = (bench_raw_step, eps[mode], pids[mode])
         try:
             proc, port = _start(_ws_server)
             procs.append(proc)
-            runs["openpi_ws_tcp"] = (bench_openpi, port)
+            runs["openpi_ws_tcp"] = (bench_openpi, port, proc.pid)
         except ImportError as e:
             print(f"openpi-client not installed ({e}); pip install --no-deps openpi-client", file=sys.stderr)
         # rounds interleave the transports so drifting load on a shared machine biases none of them
+        # CPU per step (client process incl. its zmq threads + server process) is the load-independent
+        # part of the overhead: on a busy host, latency grows with every microsecond either side computes
         samples: dict[str, list[float]] = {k: [] for k in runs}
+        cpu_ns: dict[str, int | None] = dict.fromkeys(runs, 0)
         per_round = max(1, args.iters // args.rounds)
         for _ in range(args.rounds):
-            for name, (client, endpoint) in runs.items():
+            for name, (client, endpoint, pid) in runs.items():
+                c0, s0 = time.process_time_ns(), _cpu_ns(pid)
                 samples[name] += client(endpoint, per_round, args.warmup)
+                c1, s1 = time.process_time_ns(), _cpu_ns(pid)
+                if cpu_ns[name] is not None and s0 is not None and s1 is not None:
+                    cpu_ns[name] += (c1 - c0) + (s1 - s0)
+                else:
+                    cpu_ns[name] = None
     finally:
         for p in procs:
             p.kill()
-    results = {k: _stats(v) for k, v in samples.items()}
+    steps = args.rounds * (per_round + args.warmup)
+    results = {k: {**_stats(v), **({} if cpu_ns[k] is None else {"cpu_us_per_step": cpu_ns[k] / steps / 1e3})}
+               for k, v in samples.items()}
     for k, v in results.items():
         print(k, {m: round(x, 1) for m, x in v.items()}, flush=True)
     if "openpi_ws_tcp" not in results:
         results["openpi_ws_tcp"] = {"error": "openpi-client not installed"}
-    ratios = {}
+    ratios, baselines = {}, {}
     for t in ("tcp", "ipc"):
-        for q in ("p50_us", "p99_us"):
-            ratios[f"bridge_vs_raw_zmq_{t}_{q[:3]}"] = results[f"bridge_{t}"][q] / results[f"raw_zmq_{t}"][q]
+        for shape in ("", "_step"):
+            # the baseline is the better hand-written loop (lower p50) of the copy / zero-copy variants
+            raw = min((f"raw_zmq{shape}_{m}_{t}" for m in ("copy", "zerocopy")), key=lambda k: results[k]["p50_us"])
+            baselines[f"raw_zmq{shape}_{t}"] = raw
+            for q in ("p50_us", "p99_us", "cpu_us_per_step"):
+                if q in results[raw]:
+                    ratios[f"bridge{shape}_vs_raw_zmq{shape}_{t}_{q[:3]}"] = results[f"bridge{shape}_{t}"][q] / results[raw][q]
     if "p50_us" in results["openpi_ws_tcp"]:
         for q in ("p50_us", "p99_us"):
-            ratios[f"bridge_vs_openpi_tcp_{q[:3]}"] = results["bridge_tcp"][q] / results["openpi_ws_tcp"][q]
+            ratios[f"bridge_step_vs_openpi_tcp_{q[:3]}"] = results["bridge_step_tcp"][q] / results["openpi_ws_tcp"][q]
     jitter = {f"{hz:g}hz": bench_jitter(hz, args.jitter_s) for hz in (10.0, 50.0)}
     report = {
         "benchmark": "transport",
@@ -266,10 +345,15 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg": list(os.getloadavg())},
         "latency": results,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "ratio_baselines": baselines,
         "protocol_codec": bench_codec(),
         "jitter": jitter,
-        "notes": "bridge and raw_zmq: observe + act = 2 round trips; openpi: infer = 1 round trip (obs up, action "
-                 "down). ratio < 1 means the bridge is faster.",
+        "notes": "bridge and raw_zmq: observe + act = 2 round trips; bridge_step and raw_zmq_step: act with the "
+                 "observation in the reply = 1 round trip; openpi: infer = 1 round trip (obs up, action down). "
+                 "bridge_step_lockstep includes the bridge's safety clamp and robot step (no raw equivalent). "
+                 "ratio < 1 means the bridge is faster; ratio_baselines names the raw row each ratio used. "
+                 "cpu_us_per_step: CPU of the client process (with its zmq threads) plus the server process per "
+                 "step (warm-up steps included), less sensitive to a busy host than latency; *_cpu ratios use it.",
     }
     atomic_write_json(args.out, report)
     print({k: round(v, 3) for k, v in ratios.items()})

@@ -20,13 +20,14 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from sim import tasks as _tasks  # noqa: E402,F401  (registers every task)
-from sim.env import ACTION_NAMES, STATE_NAMES, TabletopEnv, TaskConfig  # noqa: E402
+from sim.env import ACTION_NAMES, STATE_NAMES, TASK_STATE_NAMES, TabletopEnv, TaskConfig  # noqa: E402
 from sim.registry import list_tasks, make, make_config, make_expert, task_entry  # noqa: E402
 from sim.runner import EpisodeResult, Policy, run_episode, write_video  # noqa: E402
 
 __all__ = [
     "ACTION_NAMES",
     "STATE_NAMES",
+    "TASK_STATE_NAMES",
     "EpisodeResult",
     "Policy",
     "TabletopEnv",

@@ -31,6 +31,9 @@ from sim.scene import CUBE_HALF, FINGER_BODIES, FINGER_OPEN, SceneSpec, body_geo
 
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "ee_qw", "ee_qx", "ee_qy", "ee_qz", "gripper_opening")
 ACTION_NAMES = ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")
+# privileged task state recorded with demos (`observation.environment_state`): the instructed cube's centre
+# and the goal point (pad / zone centre, base cube centre; the cube itself for Reach and Pick), base frame
+TASK_STATE_NAMES = ("target_x", "target_y", "target_z", "goal_x", "goal_y", "goal_z")
 # Arm posture with the tcp at (0.45, 0, 0.30), fingers pointing down and opening along base y
 # (solved once with the DLS IK of sim.controller; joint 7 mid-range leaves +-yaw freedom).
 HOME_QPOS = np.array([0.0, -0.2876, 0.0, -2.3924, 0.0, 0.5348, 0.0])
@@ -295,6 +298,15 @@ class TabletopEnv(gym.Env):
 
     def pad_pos(self, i: int) -> np.ndarray:
         return self.data.mocap_pos[self._pad_mocap[i]].copy()
+
+    def goal_pos(self) -> np.ndarray:
+        """Where the instructed cube should end up (tasks with a pad or base cube override this)."""
+        return self.cube_pos(self.target)
+
+    def task_state(self) -> np.ndarray:
+        """float32 [6] = TASK_STATE_NAMES: privileged, never in the policy's observation. Demos record it so
+        training can add an auxiliary "where is the instructed cube" loss (it grounds the colour word)."""
+        return np.concatenate([self.cube_pos(self.target), self.goal_pos()]).astype(np.float32)
 
     def _set_cube(self, i: int, xy: np.ndarray, yaw: float) -> None:
         a = self._cube_qadr[i]

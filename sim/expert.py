@@ -4,9 +4,11 @@ A task's expert subclasses `WaypointExpert` and implements `phases()`, a list of
 targets are functions of the (privileged) scene state, re-evaluated every step so the expert stays
 closed-loop (a nudged cube is re-tracked). Motions are smooth: the translation command is a
 proportional step toward the waypoint, capped in speed and in change per step (acceleration), so
-demonstrations ramp up and down instead of jumping. Optional Gaussian noise perturbs the executed
-translation (the recorded action is the perturbed one; the closed loop corrects it next step), at a
-reduced scale in contact phases (final descent, grasp, push) where a 5 mm kick decides the outcome.
+demonstrations ramp up and down instead of jumping. Optional Gaussian noise perturbs the returned
+(executed) translation, at a reduced scale in contact phases (final descent, grasp, push) where a 5 mm
+kick decides the outcome; the closed loop corrects it next step. `clean_action` keeps the command before
+the noise: recording it as the label while executing the noisy one (DART, Laskey et al. 2017) shows a
+learner how to recover from states off the expert's path without teaching it the noise.
 
     expert = sim.make_expert("PickCube", env, noise=0.005, seed=0)
     obs, _ = env.reset(seed=0); expert.reset()
@@ -119,6 +121,7 @@ class WaypointExpert:
         self._prev_rot = np.zeros(3)
         self._yaw = 0.0
         self.restarts = 0
+        self.clean_action: np.ndarray | None = None  # the last command before noise (a DART-style label)
 
     @property
     def phase(self) -> str:
@@ -164,10 +167,11 @@ class WaypointExpert:
         want_rot = _clip_norm(self.ROT_GAIN * rotation_error(yaw_mat(self._yaw), mat), self.max_drot)
         drot = self._prev_rot + _clip_norm(want_rot - self._prev_rot, self.ROT_ACCEL)
         self._prev_rot = drot
+        lim = np.array([self.max_dpos] * 3 + [self.max_drot] * 3 + [1.0])
+        self.clean_action = np.clip(np.concatenate([dpos, drot, [ph.gripper]]), -lim, lim).astype(np.float32)
         if self.noise > 0:
             dpos = dpos + self._rng.normal(0.0, self.noise * ph.noise_scale, 3)
         action = np.concatenate([dpos, drot, [ph.gripper]])
-        lim = np.array([self.max_dpos] * 3 + [self.max_drot] * 3 + [1.0])
         return np.clip(action, -lim, lim).astype(np.float32)
 
 

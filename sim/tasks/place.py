@@ -53,6 +53,9 @@ class PlaceCubeEnv(TabletopEnv):
         for i, xy in enumerate(pads):
             self._set_pad(i, xy)
 
+    def goal_pos(self) -> np.ndarray:
+        return self.pad_pos(self.target_pad)
+
     def _slots(self) -> dict[str, str]:
         return {"color": self.colours[f"cube{self.target}"], "pad": self.colours[f"pad{self.target_pad}"]}
 

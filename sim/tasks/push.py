@@ -65,6 +65,9 @@ class PushCubeEnv(TabletopEnv):
         for i, xy in enumerate(pads):
             self._set_pad(i, xy)
 
+    def goal_pos(self) -> np.ndarray:
+        return self.pad_pos(self.target_pad)
+
     def _slots(self) -> dict[str, str]:
         return {"color": self.colours[f"cube{self.target}"], "zone": self.colours[f"pad{self.target_pad}"]}
 

@@ -42,6 +42,9 @@ class StackCubeEnv(TabletopEnv):
         for i, xy in enumerate(taken):
             self._set_cube(i, xy, rng.uniform(-np.pi / 4, np.pi / 4))
 
+    def goal_pos(self) -> np.ndarray:
+        return self.cube_pos(self.base)
+
     def _slots(self) -> dict[str, str]:
         return {"color": self.colours[f"cube{self.target}"], "base": self.colours[f"cube{self.base}"]}
 

@@ -38,7 +38,7 @@ def test_demos_roundtrip_exact(tmp_path):
     # replay: same seeds, same expert seed -> the dataset holds exactly these frames
     env = sim.make("ReachCube", image_size=32)
     expert = sim.make_expert("ReachCube", env, noise=0.002, seed=5)
-    i = 0
+    i = differs = 0
     for ep, seed in enumerate((5, 6)):  # the expert succeeds on both, so attempts = episodes
         expert.reset()
         obs, _ = env.reset(seed=seed)
@@ -46,18 +46,22 @@ def test_demos_roundtrip_exact(tmp_path):
         assert start == i
         done = False
         while not done:
-            action = expert(obs)
+            action = expert(obs)  # executed: noisy
             row = ds[i]
             np.testing.assert_array_equal(row["observation.images.agentview"], obs["agentview"])
             np.testing.assert_array_equal(row["observation.images.wrist"], obs["wrist"])
             np.testing.assert_array_equal(row["observation.state"], obs["state"])
-            np.testing.assert_array_equal(row["action"], action)
+            np.testing.assert_array_equal(row["observation.environment_state"], env.unwrapped.task_state())
+            # default --label clean: the label is the expert's command before the noise (DART)
+            np.testing.assert_array_equal(row["action"], expert.clean_action)
+            differs += not np.array_equal(action, expert.clean_action)
             assert row["task"] == obs["instruction"] and row["episode_index"] == ep
             obs, _, term, trunc, info = env.step(action)
             done = term or trunc
             i += 1
         assert info["success"] and i == stop
     assert len(ds) == i
+    assert differs > 0  # the executed actions really were perturbed
 
 
 def test_demos_existing_dataset_is_an_error(tmp_path):

@@ -179,3 +179,20 @@ def test_registry_and_gym_ids():
     assert isinstance(env.unwrapped, sim.task_entry("PickCube").env_cls)
     with pytest.raises(ValueError, match="expected"):
         sim.make_expert("StackCube", env)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_task_state_names_the_instructed_cube_and_goal(name):
+    """task_state() = [target cube centre, goal point]; the target is the cube whose colour is in the instruction."""
+    env = sim.make(name, image_size=SIZE).unwrapped
+    env.reset(seed=3)
+    st = env.task_state()
+    assert st.shape == (len(sim.TASK_STATE_NAMES),) and st.dtype == np.float32
+    colour = env.colours[f"cube{env.target}"]
+    assert colour in env.instruction
+    np.testing.assert_allclose(st[:3], env.cube_pos(env.target), atol=1e-6)
+    np.testing.assert_allclose(st[3:], env.goal_pos(), atol=1e-6)
+    if hasattr(env, "target_pad"):  # Place / Push: the goal is the named pad or zone
+        np.testing.assert_allclose(st[3:5], env.pad_pos(env.target_pad)[:2], atol=1e-6)
+    elif hasattr(env, "base"):  # Stack: the base cube
+        np.testing.assert_allclose(st[3:], env.cube_pos(env.base), atol=1e-6)

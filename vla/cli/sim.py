@@ -1,6 +1,6 @@
 """`vla sim`: scripted-expert demonstrations as a LeRobot v3.0 dataset, and expert rollout videos.
 
-    vla sim demos --task PickCube --episodes 50 --out data/pick [--seed 0] [--noise 0.005] [--video]
+    vla sim demos --task PickCube --episodes 50 --out data/pick [--seed 0] [--noise 0.005 [--label clean]] [--video]
     vla sim render --task PickCube --out pick.gif [--seed 0] [--hq]
     vla sim list
 
@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="std (m) of Gaussian noise on the expert's translation, for diverse demos (default 0)",
+    )
+    d.add_argument(
+        "--label",
+        choices=("clean", "executed"),
+        default="clean",
+        help="with --noise: record the expert's clean command (default; DART-style recovery labels) or the "
+        "noisy action the arm executed",
     )
     d.add_argument("--image-size", type=int, default=128, help="square camera image size (default 128)")
     d.add_argument(
@@ -102,6 +109,7 @@ def features(image_size: int) -> dict[str, dict]:
         "observation.images.agentview": dict(img),
         "observation.images.wrist": dict(img),
         "observation.state": {"dtype": "float32", "shape": [8], "names": list(sim.STATE_NAMES)},
+        "observation.environment_state": {"dtype": "float32", "shape": [6], "names": list(sim.TASK_STATE_NAMES)},
         "action": {"dtype": "float32", "shape": [7], "names": list(sim.ACTION_NAMES)},
     }
 
@@ -145,13 +153,15 @@ def _demos(args: argparse.Namespace) -> int:
             expert.reset()
             obs, info = env.reset(seed=seed)
             while True:
-                action = np.asarray(expert(obs), dtype=np.float32)
+                action = np.asarray(expert(obs), dtype=np.float32)  # executed (noisy with --noise)
+                label = expert.clean_action if args.label == "clean" else action
                 writer.add_frame(
                     {
                         "observation.images.agentview": obs["agentview"],
                         "observation.images.wrist": obs["wrist"],
                         "observation.state": obs["state"],
-                        "action": action,
+                        "observation.environment_state": env.unwrapped.task_state(),
+                        "action": label,
                     },
                     task=obs["instruction"],
                 )

@@ -5,9 +5,12 @@
     result["modes"]["parallel"]["per_action_ms_p50"], result["speedup_vs_generate"]
 
 Modes: `generate` (transformers `generate()` with a logits processor, how OpenVLA's predict_action
-runs), `kv_cache` (our KV-cached greedy loop), `no_cache` (recompute the whole sequence per token),
-`parallel` (all action slots in one forward pass). Each mode times prepare + decode for batch 1;
-per-action latency is the chunk latency divided by the H actions it yields.
+runs), `generate_inference_mode` (the same inside `torch.inference_mode()`, which our loops use),
+`kv_cache` (our KV-cached greedy loop: the lean layer loop where supported), `kv_cache_lm_call` (the
+same cache, but the whole causal LM called per token: what the layer loop saves), `no_cache`
+(recompute the whole sequence per token), `parallel` (all action slots in one forward pass). Each mode
+times prepare + decode for batch 1; the modes run round-robin within every iteration, so a load spike
+on a shared machine hits all of them alike. Per-action latency is the chunk latency over its H actions.
 """
 
 from __future__ import annotations
@@ -20,19 +23,25 @@ import numpy as np
 import torch
 
 from vla.bench import peak_rss_mb
-from vla.model.decoding import decode_autoregressive, decode_parallel, generate_baseline
+from vla.model.decoding import (
+    decode_autoregressive,
+    decode_parallel,
+    generate_baseline,
+    layer_loop_unsupported,
+)
 
 
-def _time(fn: Callable[[], Any], iters: int, warmup: int, cuda: bool) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()  # the decoded ids are on the host only after the kernels finish
-        out.append((time.perf_counter() - t0) * 1e3)
+def _time_interleaved(fns: dict[str, Callable[[], Any]], iters: int, warmup: int, cuda: bool) -> dict[str, list[float]]:
+    """ms per call of each fn; one call of every fn per iteration (round-robin), after `warmup` rounds."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + iters):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()  # the decoded ids are on the host only after the kernels finish
+            if i >= warmup:
+                out[name].append((time.perf_counter() - t0) * 1e3)
     return out
 
 
@@ -50,30 +59,42 @@ def random_weight_policy(cfg: Any, instruction: str = "pick up the red cube") ->
     return policy.eval()
 
 
+def _generate_inference_mode(policy: Any, obs: dict) -> Any:
+    with torch.inference_mode():
+        return generate_baseline(policy, policy.prepare_observations([obs]))
+
+
+DEFAULT_MODES = ("generate", "generate_inference_mode", "kv_cache", "kv_cache_lm_call", "no_cache", "parallel")
+
+
 @torch.no_grad()
 def bench_decoding(policy: Any, obs: dict, iters: int = 30, warmup: int = 3,
-                   modes: tuple[str, ...] = ("generate", "kv_cache", "no_cache", "parallel")) -> dict[str, Any]:
+                   modes: tuple[str, ...] = DEFAULT_MODES) -> dict[str, Any]:
     policy.eval()
     h = policy.cfg.action.horizon
+    prep = policy.prepare_observations
     fns = {
-        "generate": lambda: generate_baseline(policy, policy.prepare_observations([obs])),
-        "kv_cache": lambda: decode_autoregressive(policy, policy.prepare_observations([obs]), use_cache=True),
-        "no_cache": lambda: decode_autoregressive(policy, policy.prepare_observations([obs]), use_cache=False),
-        "parallel": lambda: decode_parallel(policy, policy.prepare_observations([obs])),
+        "generate": lambda: generate_baseline(policy, prep([obs])),
+        "generate_inference_mode": lambda: _generate_inference_mode(policy, obs),
+        "kv_cache": lambda: decode_autoregressive(policy, prep([obs]), use_cache=True),
+        "kv_cache_lm_call": lambda: decode_autoregressive(policy, prep([obs]), use_cache=True, layer_loop=False),
+        "no_cache": lambda: decode_autoregressive(policy, prep([obs]), use_cache=False),
+        "parallel": lambda: decode_parallel(policy, prep([obs])),
     }
     unknown = set(modes) - set(fns)
     if unknown:
         raise ValueError(f"unknown modes {sorted(unknown)}; available: {sorted(fns)}")
+    times = _time_interleaved({m: fns[m] for m in modes}, iters, warmup, policy.action_slots.is_cuda)
     res: dict[str, Any] = {}
-    for m in modes:
-        ms = _time(fns[m], iters, warmup, policy.action_slots.is_cuda)
+    for m, ms in times.items():
         res[m] = {"chunk_ms_p50": float(np.percentile(ms, 50)), "chunk_ms_p99": float(np.percentile(ms, 99)),
                   "per_action_ms_p50": float(np.percentile(ms, 50)) / h,
                   "per_action_ms_p99": float(np.percentile(ms, 99)) / h}
-    speedup = {}
-    if "generate" in res:
-        base = res["generate"]["per_action_ms_p50"]
-        speedup = {m: base / r["per_action_ms_p50"] for m, r in res.items() if m != "generate"}
+    def speedup_vs(base_mode: str) -> dict[str, float]:
+        if base_mode not in res:
+            return {}
+        base = res[base_mode]["per_action_ms_p50"]
+        return {m: base / r["per_action_ms_p50"] for m, r in res.items() if not m.startswith("generate")}
     return {
         "batch_size": 1,
         "horizon": h,
@@ -83,7 +104,10 @@ def bench_decoding(policy: Any, obs: dict, iters: int = 30, warmup: int = 3,
         "params": int(sum(p.numel() for p in policy.parameters())),
         "device": str(policy.action_slots.device),
         "torch_threads": torch.get_num_threads(),
+        "layer_loop": layer_loop_unsupported(policy.lm) or "used",
+        "timing": "modes interleaved round-robin per iteration",
         "modes": res,
-        "speedup_vs_generate": speedup,
+        "speedup_vs_generate": speedup_vs("generate"),
+        "speedup_vs_generate_inference_mode": speedup_vs("generate_inference_mode"),
         "peak_rss_mb": peak_rss_mb(),
     }

@@ -164,6 +164,14 @@ class VLAConfig:
     use_state: bool = True  # one proprio token: Linear(normalized state) placed after the prompt
     state_dim: int = 8
     prompt_template: str = OPENVLA_PROMPT
+    # learned embedding added to each visual token (per camera and grid cell): conv towers have no position
+    # signal of their own, and RoPE only tells the LM how far a token is, so without it the action slots can
+    # find "the red cube" by content but not read off where it is
+    visual_pos_embed: bool = False
+    # auxiliary head (training only): regress the privileged task state recorded with the demos
+    # (`observation.environment_state`: the instructed cube and the goal, sim.TASK_STATE_NAMES) from the action
+    # slots' final hidden states. It gives the colour word a direct, dense grounding signal; 0 = no head
+    aux_state_dim: int = 0
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -175,6 +183,8 @@ class VLAConfig:
             raise _err("VLAConfig", "prompt_template", self.prompt_template, "must contain '{instruction}'")
         if self.state_dim < 1:
             raise _err("VLAConfig", "state_dim", self.state_dim, "must be >= 1")
+        if self.aux_state_dim < 0:
+            raise _err("VLAConfig", "aux_state_dim", self.aux_state_dim, "must be >= 0 (0 = no auxiliary head)")
 
     # ---- (de)serialization ----------------------------------------------------------------
 

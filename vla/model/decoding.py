@@ -5,19 +5,39 @@
     ids = decode_autoregressive(policy, inputs, use_cache=False)   # identical ids, recomputes everything
     ids = decode_parallel(policy, inputs)                          # [B, n] from one forward pass
     ids = generate_baseline(policy, inputs)                        # transformers generate(), batch 1
+    layer_loop_unsupported(policy.lm)                              # None, or why the lean step is unavailable
 
 `inputs` is what `VLAPolicy.prepare_observations` returns. Greedy decoding over logits restricted to
 the action block (FAST: the block includes its end token; rows that ended keep emitting it).
 The KV cache is a transformers `DynamicCache` (5.x has no tuple caches).
+
+Why the cached loop has two step implementations: at control-loop sizes (batch 1, a few layers) one
+decoded token costs per-call framework overhead, not maths. Calling the causal LM per token re-runs
+its wrappers (output capturing, config defaults), builds a causal mask, recomputes rotary embeddings
+and multiplies the hidden state by the whole vocabulary. The *layer loop* (`layer_loop=True`, the
+default where supported: Llama / Qwen2 / Qwen3 with full attention and static RoPE) runs the same
+transformers decoder layers and final norm, with rotary embeddings computed once for all n slots, a
+mask only when there is padding, and the LM head's action-block rows only. `layer_loop=False` steps
+through the full `lm(...)` call instead (any causal LM). Both give ids identical to the no-cache
+reference and to `generate()` (tested).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from vla.model.transforms import attention_mask_4d, position_ids
+
+# model types whose base model is embed -> rotary_emb once -> layers(hidden, mask, position_embeddings,
+# cache) -> norm, i.e. the loop in LlamaModel.forward that the layer loop runs itself
+LAYER_LOOP_MODEL_TYPES = ("llama", "qwen2", "qwen3")
+
+Step = Callable[[torch.Tensor, int], torch.Tensor]  # (token ids [B], slot i) -> action-block scores [B, A]
 
 
 def decode(policy: Any, inputs: dict[str, torch.Tensor], mode: str | None = None) -> torch.Tensor:
@@ -29,7 +49,7 @@ def decode(policy: Any, inputs: dict[str, torch.Tensor], mode: str | None = None
     raise ValueError(f"unknown decoding mode {mode!r}; expected autoregressive or parallel")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_parallel(policy: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     if policy.eos_id is not None:
         raise ValueError("parallel decoding needs a fixed-length action tokenizer (bins), not FAST")
@@ -38,11 +58,27 @@ def decode_parallel(policy: Any, inputs: dict[str, torch.Tensor]) -> torch.Tenso
     return policy.restrict(logits).argmax(-1)  # [B, n]
 
 
-def _next_token(policy: Any, logits: torch.Tensor, done: torch.Tensor | None) -> torch.Tensor:
-    tok = policy.restrict(logits).argmax(-1)  # [B]
-    if done is not None:
-        tok = torch.where(done, torch.full_like(tok, policy.eos_id), tok)
-    return tok
+def _greedy(scores: torch.Tensor, step: Step, n: int, offset: int, eos: int | None) -> torch.Tensor:
+    """The stop / EOS bookkeeping both autoregressive loops share -> ids [B, n' <= n].
+
+    `scores` [B, A] rank ids offset, offset+1, ... for slot 0; `step(tok, i)` feeds slot i's ids back and
+    returns slot i+1's scores. FAST rows that emitted EOS keep emitting it; all rows done -> stop early.
+    """
+    b = scores.shape[0]
+    ids = torch.empty(b, n, dtype=torch.long, device=scores.device)
+    done = torch.zeros(b, dtype=torch.bool, device=scores.device) if eos is not None else None
+    for i in range(n):
+        tok = scores.argmax(-1)  # [B]
+        if offset:
+            tok = tok + offset
+        if done is not None:
+            tok = tok.masked_fill(done, eos)
+            done = done | (tok == eos)
+        ids[:, i] = tok
+        if i == n - 1 or (done is not None and bool(done.all())):  # the only host sync: FAST's early stop
+            return ids[:, : i + 1]
+        scores = step(tok, i)
+    raise AssertionError("unreachable: the loop returns at its last slot")
 
 
 def _compact(prefix: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -57,60 +93,140 @@ def _compact(prefix: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, t
     return prefix, valid, not bool(valid.all())
 
 
-@torch.no_grad()
-def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cache: bool = True) -> torch.Tensor:
-    """Greedy decoding of the n action slots -> ids [B, n] (FAST: may stop early, then [B, n' <= n])."""
+def _action_block(policy: Any) -> tuple[int, int]:
+    """[lo, hi): the action ids, a contiguous tail of the vocabulary (checked, not assumed)."""
+    mask = policy.action_logit_mask  # [V]
+    lo = int(mask.int().argmax())
+    hi = mask.shape[0]
+    if not bool(mask[lo:].all()) or int(mask.sum()) != hi - lo:
+        raise ValueError("action_logit_mask must mark one contiguous block at the end of the vocabulary")
+    return lo, hi
+
+
+def _causal_lm(lm: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (training evaluates LoRA-wrapped policies)."""
+    return lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+
+
+def layer_loop_unsupported(lm: nn.Module) -> str | None:
+    """None if the lean layer-loop step applies to this causal LM, else the reason it does not."""
+    cfg = lm.config
+    if cfg.model_type not in LAYER_LOOP_MODEL_TYPES:
+        return f"model_type {cfg.model_type!r} is not one of {LAYER_LOOP_MODEL_TYPES}"
+    if cfg._attn_implementation not in ("sdpa", "eager"):
+        return f"attention {cfg._attn_implementation!r} needs transformers' own mask creation (sdpa / eager do not)"
+    types = getattr(cfg, "layer_types", None) or ()
+    if any(t != "full_attention" for t in types):
+        return f"layer types {sorted(set(types))}: sliding-window layers need transformers' own masks"
+    rope = (getattr(cfg, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope in ("dynamic", "longrope"):
+        return f"rope_type {rope!r} depends on the sequence length, so it cannot be computed once for all slots"
+    dec = _causal_lm(lm).get_decoder()
+    missing = [a for a in ("layers", "norm", "rotary_emb") if not hasattr(dec, a)]
+    if missing:
+        return f"{type(dec).__name__} has no {missing}"
+    return None
+
+
+def _head(lm: nn.Module, lo: int, hi: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """hidden [B, D] -> float32 scores [B, hi-lo] from the LM head's action rows only."""
+    out = _causal_lm(lm).get_output_embeddings()
+    if type(out) is nn.Linear:  # not e.g. a LoRA-wrapped head, whose adapter slicing the weight would skip
+        w = out.weight[lo:hi]  # [A, D] view, no copy
+        b = out.bias[lo:hi] if out.bias is not None else None
+        return lambda h: F.linear(h, w, b).float()
+    return lambda h: out(h)[..., lo:hi].float()
+
+
+def _cached_steps(policy: Any, prefix: torch.Tensor, valid: torch.Tensor, padded: bool, lo: int, hi: int,
+                  layer_loop: bool) -> tuple[torch.Tensor, Step]:
+    """Prefill the KV cache -> (slot 0's scores [B, A], the per-token step)."""
     from transformers import DynamicCache
 
+    lm = policy.lm
+    dec = _causal_lm(lm).get_decoder()
+    embed = lm.get_input_embeddings()
+    cache = DynamicCache(config=lm.config)
+    b, L = valid.shape
+    n = policy.num_action_tokens
+    pos = position_ids(valid)  # [B, L]
+    step_pos = pos[:, -1:] + torch.arange(1, n, device=pos.device)  # [B, n-1]: where fed-back slot i sits
+    prefill_mask = step_masks = None  # None: plain causal / unmasked (SDPA's fast kernels)
+    if padded:
+        prefill_mask = policy.lm_mask(attention_mask_4d(valid), prefix.dtype)  # [B, 1, L, L]
+        full = torch.cat([valid, valid.new_ones(b, n - 1)], 1)  # [B, L+n-1]
+        step_masks = policy.lm_mask(full[:, None, None, :], prefix.dtype)  # [B, 1, 1, L+n-1], sliced per step
+
+    if not layer_loop:  # the whole causal LM per token
+        out = lm(inputs_embeds=prefix, attention_mask=prefill_mask, position_ids=pos, past_key_values=cache,
+                 use_cache=True, logits_to_keep=1)
+
+        def lm_step(tok: torch.Tensor, i: int) -> torch.Tensor:
+            m = None if step_masks is None else step_masks[..., : L + i + 1]
+            o = lm(inputs_embeds=embed(tok)[:, None], attention_mask=m, position_ids=step_pos[:, i:i + 1],
+                   past_key_values=cache, use_cache=True)
+            return o.logits[:, -1, lo:hi].float()
+
+        return out.logits[:, -1, lo:hi].float(), lm_step
+
+    head = _head(lm, lo, hi)
+    hidden = dec(inputs_embeds=prefix, attention_mask=prefill_mask, position_ids=pos, past_key_values=cache,
+                 use_cache=True).last_hidden_state  # [B, L, D]
+    layers = dec.layers[: dec.config.num_hidden_layers]
+    cos, sin = dec.rotary_emb(prefix, step_pos)  # [B, n-1, head_dim] each, once for every slot
+
+    def layer_step(tok: torch.Tensor, i: int) -> torch.Tensor:
+        x = embed(tok)[:, None]  # [B, 1, D]
+        m = None if step_masks is None else step_masks[..., : L + i + 1]  # keys: prefix + slots 0..i
+        pe = (cos[:, i:i + 1], sin[:, i:i + 1])
+        for layer in layers:
+            x = layer(x, attention_mask=m, position_ids=step_pos[:, i:i + 1], past_key_values=cache, use_cache=True,
+                      position_embeddings=pe)
+        return head(dec.norm(x)[:, -1])
+
+    return head(hidden[:, -1]), layer_step
+
+
+@torch.inference_mode()
+def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cache: bool = True,
+                          layer_loop: bool | None = None) -> torch.Tensor:
+    """Greedy decoding of the n action slots -> ids [B, n] (FAST: may stop early, then [B, n' <= n]).
+
+    layer_loop (KV cache only): None = the lean layer loop where `layer_loop_unsupported` allows it, else
+    the full LM call per token; True = the layer loop or ValueError saying why not; False = the LM call.
+    """
+    if layer_loop and not use_cache:
+        raise ValueError("layer_loop=True needs use_cache=True (the no-cache reference always calls the whole LM)")
     prefix, valid = policy.embed_prefix(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"],
                                         inputs.get("state"))  # [B, L, D], [B, L]
     prefix, valid, padded = _compact(prefix, valid)
-    b = prefix.shape[0]
-    n = policy.num_action_tokens
-    eos = policy.eos_id
-    done = torch.zeros(b, dtype=torch.bool, device=prefix.device) if eos is not None else None
-    lm = policy.lm
-    tokens: list[torch.Tensor] = []
+    n, eos = policy.num_action_tokens, policy.eos_id
+    lo, hi = _action_block(policy)
     if use_cache:
-        cache = DynamicCache(config=lm.config)
-        pos = position_ids(valid)  # [B, L]
-        mask = policy.lm_mask(attention_mask_4d(valid), prefix.dtype) if padded else None  # None: plain causal
-        out = lm(inputs_embeds=prefix, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                 logits_to_keep=1)
-        next_pos = pos[:, -1:] + 1  # [B, 1]
-        for i in range(n):
-            tok = _next_token(policy, out.logits[:, -1], done)
-            tokens.append(tok)
-            if done is not None:
-                done = done | (tok == eos)
-                if bool(done.all()):
-                    break
-            if i == n - 1:
-                break
-            step_mask = None
-            if padded:
-                valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
-                step_mask = policy.lm_mask(valid[:, None, None, :], prefix.dtype)  # [B, 1, 1, L+i+1]
-            out = lm(inputs_embeds=policy.embed_tokens(tok)[:, None], attention_mask=step_mask,
-                     position_ids=next_pos, past_key_values=out.past_key_values, use_cache=True)
-            next_pos = next_pos + 1
-    else:
-        seq = prefix
-        for i in range(n):
-            mask = attention_mask_4d(valid)
-            out = lm(inputs_embeds=seq, attention_mask=policy.lm_mask(mask, seq.dtype), position_ids=position_ids(valid),
-                     use_cache=False, logits_to_keep=1)
-            tok = _next_token(policy, out.logits[:, -1], done)
-            tokens.append(tok)
-            if done is not None:
-                done = done | (tok == eos)
-                if bool(done.all()):
-                    break
-            if i == n - 1:
-                break
-            seq = torch.cat([seq, policy.embed_tokens(tok)[:, None]], 1)
-            valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=valid.device)], 1)
-    return torch.stack(tokens, 1)  # [B, n]
+        lean = False
+        if layer_loop is not False:
+            why = layer_loop_unsupported(policy.lm)
+            if layer_loop and why is not None:
+                raise ValueError(f"layer_loop=True is unavailable: {why}")
+            lean = why is None
+        scores, step = _cached_steps(policy, prefix, valid, padded, lo, hi, layer_loop=lean)
+        return _greedy(scores, step, n, lo, eos)
+
+    lm, embed = policy.lm, policy.lm.get_input_embeddings()
+    seq = prefix
+
+    def recompute(tok: torch.Tensor, i: int) -> torch.Tensor:  # the reference: whole sequence, whole vocabulary
+        nonlocal seq, valid
+        seq = torch.cat([seq, embed(tok)[:, None]], 1)
+        valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1)], 1)
+        return logits_last()
+
+    def logits_last() -> torch.Tensor:
+        out = lm(inputs_embeds=seq, attention_mask=policy.lm_mask(attention_mask_4d(valid), seq.dtype),
+                 position_ids=position_ids(valid), use_cache=False, logits_to_keep=1)
+        return policy.restrict(out.logits[:, -1])  # [B, V], non-action ids -inf
+
+    return _greedy(logits_last(), recompute, n, 0, eos)
 
 
 @torch.no_grad()

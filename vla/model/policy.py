@@ -102,6 +102,9 @@ class VLAPolicy(nn.Module):
         self.projector = build_projector(cfg.projector, in_dim=self.vision.hidden_size, out_dim=d,
                                          num_patches=self.vision.num_patches, grid=self.vision.grid)
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.use_state else None
+        n_vis = len(cfg.cameras) * self.projector.num_tokens
+        self.visual_pos = nn.Parameter(torch.randn(n_vis, d) * 0.02) if cfg.visual_pos_embed else None  # [C*K, D]
+        self.aux_head = nn.Linear(d, cfg.aux_state_dim) if cfg.aux_state_dim else None  # training-only head
         n = cfg.action.num_action_tokens
         self.action_slots = nn.Parameter(torch.randn(n, d) * 0.02)  # [n, D] parallel-decoding placeholders
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -246,6 +249,8 @@ class VLAPolicy(nn.Module):
         b, c = pixel_values.shape[:2]
         feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
         vis = self.projector(feats).reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
+        if self.visual_pos is not None:
+            vis = vis + self.visual_pos.to(vis.dtype)
         txt = self.embed_tokens(prompt_ids)  # [B, T, D]
         parts = [vis.to(txt.dtype), txt]
         valid = [torch.ones(b, vis.shape[1], dtype=torch.bool, device=txt.device), prompt_mask.bool()]
@@ -264,10 +269,12 @@ class VLAPolicy(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                 state: torch.Tensor | None = None, action_ids: torch.Tensor | None = None,
-                mode: str | None = None, compact: bool = True) -> torch.Tensor:
+                mode: str | None = None, compact: bool = True,
+                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, n, V] for the n action slots (teacher-forced `action_ids` [B, n] in AR mode).
 
         compact=False keeps the static layout (data-independent shapes, for ONNX export / tracing).
+        return_hidden=True also returns the LM's last hidden states at those positions [B, n, D].
         """
         mode = mode or self.cfg.action.decoding
         prefix, valid = self.embed_prefix(pixel_values, prompt_ids, prompt_mask, state)
@@ -291,24 +298,58 @@ class VLAPolicy(nn.Module):
         v = torch.cat([valid, torch.ones(b, tail.shape[1], dtype=torch.bool, device=valid.device)], 1)
         mask = attention_mask_4d(v, action_start=L, bidirectional_tail=bidir)
         out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
-                      use_cache=False, logits_to_keep=n)
+                      use_cache=False, logits_to_keep=n, output_hidden_states=return_hidden)
+        if return_hidden:
+            return out.logits, out.hidden_states[-1][:, -n:]  # [B, n, V], [B, n, D]
         return out.logits  # [B, n, V]
 
     def restrict(self, logits: torch.Tensor) -> torch.Tensor:
         """Non-action ids -> -inf (float32), so argmax / softmax only see the action block."""
         return logits.float().masked_fill(~self.action_logit_mask, float("-inf"))
 
-    def compute_loss(self, batch: dict[str, torch.Tensor], mode: str | None = None) -> tuple[torch.Tensor, dict]:
-        """Cross-entropy on supervised action slots only; returns (loss, {"loss", "token_acc", "n_tokens"})."""
-        logits = self.forward(batch["pixel_values"], batch["prompt_ids"], batch["prompt_mask"], batch.get("state"),
-                              batch["action_ids"], mode=mode)
+    def compute_loss(self, batch: dict[str, torch.Tensor], mode: str | None = None,
+                     aux_weight: float = 0.0, bin_sigma: float = 0.0) -> tuple[torch.Tensor, dict]:
+        """Cross-entropy on supervised action slots only; returns (loss, {"loss", "token_acc", "n_tokens"}).
+
+        bin_sigma > 0 (bins tokenizer only) replaces the one-hot target by a Gaussian over neighbouring bins
+        (std in bins), so a near miss costs less than a far one: the bins are ordered values, and the ordinal
+        signal speeds up learning on small datasets. Decoding is unchanged (argmax over the same ids).
+
+        With an auxiliary head, `aux_weight` > 0 and a normalized `env_state` [B, E] in the batch, the loss
+        adds aux_weight * MSE(head(mean of the action slots' hidden states), env_state); stats get "aux_mse"
+        ("loss" stays the action cross-entropy, comparable across runs).
+        """
+        if bin_sigma > 0 and self.cfg.action.tokenizer != "bins":
+            raise ValueError("bin_sigma > 0 needs the bins tokenizer (FAST tokens are not ordered values)")
+        use_aux = self.aux_head is not None and aux_weight > 0 and "env_state" in batch
+        out = self.forward(batch["pixel_values"], batch["prompt_ids"], batch["prompt_mask"], batch.get("state"),
+                           batch["action_ids"], mode=mode, return_hidden=use_aux)
+        logits, hidden = out if use_aux else (out, None)
         logits = self.restrict(logits)  # [B, n, V]
         sup = batch["action_mask"]  # [B, n]
         tgt = batch["action_ids"]
-        loss = F.cross_entropy(logits[sup], tgt[sup])
+        if bin_sigma > 0:
+            ce = self._soft_bin_loss(logits[sup], tgt[sup], bin_sigma)
+        else:
+            ce = F.cross_entropy(logits[sup], tgt[sup])
         with torch.no_grad():
             acc = (logits.argmax(-1) == tgt)[sup].float().mean()
-        return loss, {"loss": float(loss.detach()), "token_acc": float(acc), "n_tokens": int(sup.sum())}
+        stats = {"loss": float(ce.detach()), "token_acc": float(acc), "n_tokens": int(sup.sum())}
+        if not use_aux:
+            return ce, stats
+        pred = self.aux_head(hidden.float().mean(1))  # [B, E]
+        aux = F.mse_loss(pred, batch["env_state"].float())
+        stats["aux_mse"] = float(aux.detach())
+        return ce + aux_weight * aux, stats
+
+    def _soft_bin_loss(self, logits: torch.Tensor, tgt: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Cross-entropy against a Gaussian over the action block: logits [N, V] (restricted), tgt [N] ids."""
+        r = self.cfg.action.num_reserved_ids
+        start = self.vocab_size - r
+        logp = F.log_softmax(logits[:, start:].float(), -1)  # [N, R] the action block (adjacent ids = adjacent bins)
+        k = torch.arange(r, device=logits.device, dtype=torch.float32)
+        soft = torch.softmax(-0.5 * ((k[None] - (tgt - start)[:, None].float()) / sigma) ** 2, -1)  # [N, R]
+        return -(soft * logp).sum(-1).mean()
 
     # ---- inference ------------------------------------------------------------------------
 
@@ -401,5 +442,7 @@ class VLAPolicy(nn.Module):
         if (directory / "norm_stats.json").is_file():
             norms = load_norm_stats(directory / "norm_stats.json")
             policy.set_normalizers(norms["action"], norms.get("observation.state"))
+            for k, v in norms.items():  # e.g. the auxiliary head's task-state stats (resume needs them)
+                policy.normalizers.setdefault(k, v)
         policy.eval()
         return policy

@@ -65,6 +65,8 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
+    aux_weight: float = 1.0  # weight of the auxiliary task-state loss (models with VLAConfig.aux_state_dim > 0)
+    bin_sigma: float = 0.0  # > 0: Gaussian soft targets over neighbouring bins (std in bins); bins tokenizer only
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp32) | fp32 | bf16
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_vision: bool = False
@@ -96,6 +98,10 @@ class TrainConfig:
             raise _err("val_fraction", self.val_fraction, "must be in [0, 1)")
         if self.num_threads < 0:
             raise _err("num_threads", self.num_threads, "must be >= 0")
+        if self.aux_weight < 0:
+            raise _err("aux_weight", self.aux_weight, "must be >= 0")
+        if self.bin_sigma < 0:
+            raise _err("bin_sigma", self.bin_sigma, "must be >= 0 (0 = one-hot targets)")
         if not isinstance(self.model, (str, dict)):
             raise _err("model", self.model, "must be a YAML path or an inline mapping")
 

@@ -32,6 +32,7 @@ class Frames:
     tasks: list[str]
     episode: np.ndarray  # int64 [N] episode index
     episode_stop: np.ndarray  # int64 [N] exclusive end position of each frame's episode
+    env_states: np.ndarray | None = None  # float32 [N, E] privileged task state (auxiliary loss), if recorded
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -59,9 +60,14 @@ def load_frames(roots: str | Sequence[str], cameras: Sequence[str], image_size: 
         stop.append(f.episode_stop + frame_off)
         frame_off += len(f)
         ep_off += int(f.episode.max()) + 1
+    env = [f.env_states for f in parts]
     return Frames(torch.cat([f.images for f in parts]), np.concatenate([f.states for f in parts]),
                   np.concatenate([f.actions for f in parts]), np.concatenate(task_index), tasks,
-                  np.concatenate(episode), np.concatenate(stop))
+                  np.concatenate(episode), np.concatenate(stop),
+                  np.concatenate(env) if all(e is not None for e in env) else None)  # all or none
+
+
+ENV_STATE_KEY = "observation.environment_state"
 
 
 def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str, action_key: str,
@@ -88,8 +94,9 @@ def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str
     for ep in np.unique(episode):
         a, b = ds.episode_bounds(int(ep))
         stop[a:b] = b
+    env = np.asarray(ds.get_column(ENV_STATE_KEY), dtype=np.float32) if ENV_STATE_KEY in ds.features else None
     return Frames(images, states, np.asarray(ds.get_column(action_key), dtype=np.float32),
-                  np.asarray(ds.get_column("task_index"), dtype=np.int64), list(ds.tasks), episode, stop)
+                  np.asarray(ds.get_column("task_index"), dtype=np.int64), list(ds.tasks), episode, stop, env)
 
 
 def split_episodes(frames: Frames, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -135,4 +142,10 @@ def make_batch(policy, frames: Frames, idx: np.ndarray, augment: AugmentConfig |
              "actions": torch.from_numpy(chunks), "step_valid": torch.from_numpy(inside)}
     if policy.cfg.use_state:
         batch["state"] = policy.normalize_state(frames.states[idx])
+    if policy.aux_head is not None:
+        if frames.env_states is None:
+            raise ValueError(f"VLAConfig.aux_state_dim={policy.cfg.aux_state_dim} needs {ENV_STATE_KEY!r} in every "
+                             "dataset (record demos with `vla sim demos`), or set aux_state_dim: 0")
+        env = policy.normalizers[ENV_STATE_KEY].normalize(frames.env_states[idx].astype(np.float64))
+        batch["env_state"] = torch.from_numpy(np.asarray(env, dtype=np.float32))
     return batch

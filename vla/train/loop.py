@@ -29,7 +29,7 @@ from vla.io import atomic_write_json
 from vla.model import VLAPolicy
 from vla.normalization import Normalizer, NormStats
 from vla.train.config import TrainConfig
-from vla.train.data import Frames, chunk_targets, load_frames, make_batch, split_episodes
+from vla.train.data import ENV_STATE_KEY, Frames, chunk_targets, load_frames, make_batch, split_episodes
 from vla.train.metrics import MetricsLog, lr_lambda, plot_loss_curve
 from vla.train.state import load_train_state, save_train_state
 
@@ -37,12 +37,14 @@ from vla.train.state import load_train_state, save_train_state
 class _LossModule(nn.Module):
     """What DDP wraps: forward(batch) -> loss, so gradient hooks see the whole policy."""
 
-    def __init__(self, policy: VLAPolicy) -> None:
+    def __init__(self, policy: VLAPolicy, aux_weight: float = 0.0, bin_sigma: float = 0.0) -> None:
         super().__init__()
         self.policy = policy
+        self.aux_weight = aux_weight
+        self.bin_sigma = bin_sigma
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        return self.policy.compute_loss(batch)
+        return self.policy.compute_loss(batch, aux_weight=self.aux_weight, bin_sigma=self.bin_sigma)
 
 
 def _dist_setup() -> tuple[int, int, int]:
@@ -74,6 +76,13 @@ def fit_normalizers(policy: VLAPolicy, frames: Frames) -> None:
         state = Normalizer(NormStats.fit(frames.states), mode="bounds_q99",
                            mask=np.ones(policy.cfg.state_dim, dtype=bool))
     policy.set_normalizers(action, state)
+    if policy.aux_head is not None:
+        if frames.env_states is None or frames.env_states.shape[1] != policy.cfg.aux_state_dim:
+            got = "none" if frames.env_states is None else f"{frames.env_states.shape[1]} dims"
+            raise ValueError(f"VLAConfig.aux_state_dim={policy.cfg.aux_state_dim}, but the dataset's {ENV_STATE_KEY!r} "
+                             f"has {got}; record demos with `vla sim demos` or set aux_state_dim: 0")
+        policy.normalizers[ENV_STATE_KEY] = Normalizer(NormStats.fit(frames.env_states), mode="mean_std",
+                                                       mask=np.ones(policy.cfg.aux_state_dim, dtype=bool))
 
 
 def _apply_trainability(policy: VLAPolicy, cfg: TrainConfig) -> None:
@@ -201,7 +210,7 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
         start, _ = load_train_state(state_dir, opt, model=policy if cfg.lora is not None else None)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio), last_epoch=start - 1)
-    model: nn.Module = _LossModule(policy)
+    model: nn.Module = _LossModule(policy, cfg.aux_weight, cfg.bin_sigma)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -244,6 +253,8 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
             sps = seen / max(time.perf_counter() - t0, 1e-9)
             last = {"step": done, "split": "train", "loss": stats["loss"], "token_acc": stats["token_acc"],
                     "lr": sched.get_last_lr()[0], "samples_per_s": sps}
+            if "aux_mse" in stats:
+                last["aux_mse"] = stats["aux_mse"]
             if rank == 0:
                 log.write(last)
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['token_acc']:.3f}", sps=f"{sps:.1f}")

@@ -91,3 +91,20 @@ def test_fast_tokenizer_run_fits_saves_and_reloads(tmp_path, dataset) -> None:
            "state": item["observation.state"], "instruction": item["task"]}
     acts = policy.predict_action(obs)  # 2 steps of training: may not decode -> NaN, never a silent zero
     assert acts.shape == (4, 7) and (np.isfinite(acts).all() or np.isnan(acts).all())
+
+
+def test_aux_task_state_head_trains_resumes_and_is_checked(tmp_path) -> None:
+    ds = write_synthetic_dataset(tmp_path / "env_ds", episodes=3, length=8, env_state=True)
+    model = debug_config(decoding="parallel", visual_pos_embed=True, aux_state_dim=6).to_dict()
+    cfg = _cfg(model=model, max_steps=60, log_every=5)
+    train(cfg, ds, tmp_path / "run", progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    aux = [r["aux_mse"] for r in recs if r["split"] == "train"]
+    assert len(aux) == 12 and aux[-1] < aux[0] / 2  # the head learns the recorded task state
+    policy = VLAPolicy.from_pretrained(tmp_path / "run" / "checkpoint")
+    assert "observation.environment_state" in policy.normalizers  # kept for --resume
+    train(_cfg(model=model, max_steps=62, log_every=5), ds, tmp_path / "run", resume=True, progress=False)
+    # the head needs the privileged column: a dataset without it is refused up front, naming the key
+    plain = write_synthetic_dataset(tmp_path / "plain", episodes=2, length=4)
+    with pytest.raises(ValueError, match="observation.environment_state"):
+        train(cfg, plain, tmp_path / "bad", progress=False)

@@ -87,7 +87,7 @@ class BridgeTimeout(TimeoutError):
     """No reply within the timeout (bridge down, unreachable, or refusing us, e.g. CURVE auth)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     action: np.ndarray
     deadline_ns: int
@@ -351,9 +351,10 @@ class BridgeServer:
         if a is None or not isinstance(session, str) or len(session) > 64:
             raise ProtocolError("bad_request", "act needs an 'action' array and a meta 'session' str (<= 64 chars)",
                                 req.seq)
-        for name, v in (("action_seq", aseq), ("obs_seq", oseq), ("deadline_ns", deadline)):
-            if not (isinstance(v, int) and not isinstance(v, bool)) and not (name == "deadline_ns" and v is None):
-                raise ProtocolError("bad_request", f"act meta {name!r} must be an int, got {v!r:.40}", req.seq)
+        if type(aseq) is not int or type(oseq) is not int or (deadline is not None and type(deadline) is not int):
+            for name, v in (("action_seq", aseq), ("obs_seq", oseq), ("deadline_ns", deadline)):
+                if type(v) is not int and not (name == "deadline_ns" and v is None):  # msgpack: exact types, no bool
+                    raise ProtocolError("bad_request", f"act meta {name!r} must be an int, got {v!r:.40}", req.seq)
         deadline = t + self.watchdog.timeout_ns if deadline is None else deadline
         status, reason, executed = self._admit(a, session, aseq, oseq, deadline, t)
         self.stats["act." + status] += 1
@@ -399,7 +400,7 @@ class BridgeServer:
 # ---------------------------------------------------------------------------------------- client
 
 
-@dataclass
+@dataclass(slots=True)
 class ObsReply:
     """An observation as the control loop sees it. `obs` is the policy's observation dict."""
 
@@ -424,7 +425,7 @@ class ObsReply:
         return (self.t_bridge - self.t_obs) / 1e9
 
 
-@dataclass
+@dataclass(slots=True)
 class ActReply:
     status: str  # queued | executed | late | old | rejected | done
     reason: str

@@ -1,7 +1,7 @@
 """Wire protocol of the robot bridge: a msgpack header frame plus raw array frames (ZeroMQ multipart).
 
     frames = encode(Message("observe", seq=3))                  # -> [header bytes, *array buffers]
-    send_frames(sock, frames)                                    # copies images, zero-copy above 4 MiB
+    send_frames(sock, frames)                                    # images go out zero-copy
     msg = decode(recv_frames(sock), limits)                      # validated; raises ProtocolError
 
 The full specification (message types, fields, error codes, version policy) is docs/protocol.md.
@@ -90,7 +90,7 @@ class ProtocolLimits:
 DEFAULT_LIMITS = ProtocolLimits()
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """One protocol message. `arrays` keeps insertion order (it is the frame order on the wire)."""
 
@@ -124,7 +124,7 @@ def encode(msg: Message) -> list[Any]:
     """Message -> [header bytes, *array buffers] for `send_frames` (or `send_multipart`).
 
     Non-contiguous or big-endian arrays are converted (copied) once; contiguous little-endian
-    ones are passed on as they are (send_frames copies them into zmq messages, see there).
+    ones are sent from their own memory, so the caller must not mutate them until sent.
     """
     if msg.type not in MESSAGE_TYPES:
         raise ValueError(f"message type {msg.type!r} not in {sorted(MESSAGE_TYPES)}")
@@ -153,19 +153,21 @@ def encode(msg: Message) -> list[Any]:
     return [_packer().pack(header), *bufs]
 
 
-# Frames up to this size are copied into the zmq message; bigger ones are handed to zmq zero-copy.
-# pyzmq's zero-copy send costs a Frame, a registration with its garbage-collector thread and, once
-# libzmq is done with the buffer, a message to that thread which then wakes and takes the GIL to
-# drop the reference. For camera images (150 KB - 1 MB) a memcpy is cheaper than that thread
-# hand-off, which also competes for the CPU with both ends of the link: on a loaded 2-core host
-# copying two 224x224 images cut the raw pyzmq observe round trip by ~20-35 % (scripts/bench_transport.py
-# measures both). Multi-megabyte arrays (depth stacks, point clouds) still go zero-copy.
-ZERO_COPY_MIN_BYTES = 4 * 1024 * 1024
+# Frames below this size are copied into the zmq message; bigger ones (camera images) are handed to
+# zmq zero-copy. pyzmq's zero-copy costs a Frame, a registration with its garbage-collector thread and
+# a wake-up of that thread when libzmq releases the buffer, so for a header or a 7-float action a copy
+# is far cheaper. Copying images is not: each copy is a fresh malloc that glibc, once the copies are
+# freed, trims back to the OS and faults in again (measured: 42-78 page faults per message and 2x the
+# round trip for 2-3 frames of 147 KiB; 3.5x at 900 KiB), depending on the process's heap state.
+ZERO_COPY_MIN_BYTES = 65536
 _SNDMORE = int(zmq.SNDMORE)
 
 
 def send_frames(sock: Any, frames: list[Any], flags: int = 0) -> None:
-    """send_multipart that copies frames up to ZERO_COPY_MIN_BYTES and hands bigger ones to zmq zero-copy."""
+    """send_multipart that copies small frames and hands big ones (images) to zmq zero-copy.
+
+    One copy flag for all frames cannot get both right (see ZERO_COPY_MIN_BYTES). The caller must not
+    mutate a zero-copy array until zmq has sent it."""
     flags = int(flags)  # zmq flag enums: `|` on them goes through enum.__or__ (slow)
     more = flags | _SNDMORE
     last = len(frames) - 1
@@ -188,6 +190,9 @@ def recv_frames(sock: Any, flags: int = 0) -> list[Any]:
         f = sock.recv(flags, copy=False)
         frames.append(f)
     return frames
+
+
+_Frame = zmq.Frame
 
 
 def _frame_bytes(frame: Any) -> memoryview:
@@ -249,8 +254,10 @@ def decode(frames: list[Any], limits: ProtocolLimits = DEFAULT_LIMITS) -> Messag
         raise ProtocolError("bad_array", f"header declares {n_arrays} arrays but {len(frames) - 1} frames follow", seq)
     arrays: dict[str, np.ndarray] = {}
     if n_arrays:
-        views = [_frame_bytes(f) for f in frames[1:]]
-        total = head.nbytes + sum(v.nbytes for v in views)
+        views = [memoryview(f).toreadonly() if type(f) is _Frame else _frame_bytes(f) for f in frames[1:]]
+        total = head.nbytes
+        for v in views:
+            total += v.nbytes
         if total > limits.max_message_bytes:
             raise ProtocolError("too_large", f"message is {total} bytes > {limits.max_message_bytes}", seq)
         for d, view in zip(descs, views, strict=True):

@@ -114,7 +114,7 @@ def layer_loop_unsupported(lm: nn.Module) -> str | None:
     if cfg.model_type not in LAYER_LOOP_MODEL_TYPES:
         return f"model_type {cfg.model_type!r} is not one of {LAYER_LOOP_MODEL_TYPES}"
     if cfg._attn_implementation not in ("sdpa", "eager"):
-        return f"attention {cfg._attn_implementation!r} needs transformers' own mask creation (sdpa / eager do not)"
+        return f"attention {cfg._attn_implementation!r}: only sdpa / eager take the masks the layer loop passes"
     types = getattr(cfg, "layer_types", None) or ()
     if any(t != "full_attention" for t in types):
         return f"layer types {sorted(set(types))}: sliding-window layers need transformers' own masks"

@@ -24,7 +24,9 @@ Two step shapes, each over tcp loopback and ipc, each against a raw pyzmq loop o
                  websockets server (metadata on connect, msgpack_numpy both ways, compression off),
                  1 round trip with the obs going up: what a user of openpi's serving stack would run;
                  compared with bridge_step (also 1 round trip, the obs coming down).
-Each server runs in its own (spawned) process; clients are interleaved in rounds. Jitter: a
+Each server runs in its own (spawned) process; clients are interleaved in rounds. Every row also
+records cpu_us_per_step (client process with its zmq threads + server process, Linux schedstat), the
+part of the overhead a busy host does not blur as much as latency. Jitter: a
 ControlLoop with a no-op policy against a real-time bridge at 10 and 50 Hz; tick-to-tick period
 statistics. Numbers on a shared CPU are noisy; the JSON records the load average next to them.
 """

@@ -67,6 +67,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     aux_weight: float = 1.0  # weight of the auxiliary task-state loss (models with VLAConfig.aux_state_dim > 0)
     bin_sigma: float = 0.0  # > 0: Gaussian soft targets over neighbouring bins (std in bins); bins tokenizer only
+    start_steps: int = 0  # the first start_steps frames of each episode are sampled start_weight times as often
+    start_weight: float = 1.0  # (they decide which object to go to; see vla.train.data.sampling_weights)
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp32) | fp32 | bf16
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_vision: bool = False
@@ -100,6 +102,10 @@ class TrainConfig:
             raise _err("num_threads", self.num_threads, "must be >= 0")
         if self.aux_weight < 0:
             raise _err("aux_weight", self.aux_weight, "must be >= 0")
+        if self.start_steps < 0:
+            raise _err("start_steps", self.start_steps, "must be >= 0")
+        if self.start_weight <= 0:
+            raise _err("start_weight", self.start_weight, "must be > 0 (1 = uniform sampling)")
         if self.bin_sigma < 0:
             raise _err("bin_sigma", self.bin_sigma, "must be >= 0 (0 = one-hot targets)")
         if not isinstance(self.model, (str, dict)):

@@ -114,6 +114,21 @@ def split_episodes(frames: Frames, val_fraction: float, seed: int) -> tuple[np.n
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+def sampling_weights(frames: Frames, idx: np.ndarray, start_steps: int, start_weight: float) -> np.ndarray | None:
+    """Probabilities over `idx` that weight the first `start_steps` frames of every episode `start_weight` times.
+
+    Early frames are where the policy must decide *which* object to go to; later frames can mostly be
+    solved from the arm's own position, so uniform sampling under-trains the grounding. None = uniform.
+    """
+    if start_weight == 1.0 or start_steps == 0:
+        return None
+    idx = np.asarray(idx)
+    first = np.r_[True, frames.episode[1:] != frames.episode[:-1]]  # frames are contiguous per episode
+    start = np.maximum.accumulate(np.where(first, np.arange(len(frames)), 0))  # [N] first frame of the episode
+    w = np.where(idx - start[idx] < start_steps, start_weight, 1.0)
+    return w / w.sum()
+
+
 def chunk_targets(frames: Frames, idx: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw action chunks [B, H, D] starting at each frame, and which steps lie inside the episode [B, H]."""
     steps = idx[:, None] + np.arange(horizon)[None, :]  # [B, H]

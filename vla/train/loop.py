@@ -29,7 +29,15 @@ from vla.io import atomic_write_json
 from vla.model import VLAPolicy
 from vla.normalization import Normalizer, NormStats
 from vla.train.config import TrainConfig
-from vla.train.data import ENV_STATE_KEY, Frames, chunk_targets, load_frames, make_batch, split_episodes
+from vla.train.data import (
+    ENV_STATE_KEY,
+    Frames,
+    chunk_targets,
+    load_frames,
+    make_batch,
+    sampling_weights,
+    split_episodes,
+)
 from vla.train.metrics import MetricsLog, lr_lambda, plot_loss_curve
 from vla.train.state import load_train_state, save_train_state
 
@@ -223,6 +231,7 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
 
     eval_split = "val" if val_idx is not None else "train_eval"
     eval_idx = val_idx if val_idx is not None else train_idx
+    weights = sampling_weights(frames, train_idx, cfg.start_steps, cfg.start_weight)
 
     def save(step: int) -> None:
         if rank == 0:
@@ -236,7 +245,8 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
     gbs = cfg.batch_size * world
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])
-        pick = rng.choice(train_idx, size=gbs, replace=len(train_idx) < gbs)[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
+        pick = rng.choice(train_idx, size=gbs, replace=len(train_idx) < gbs, p=weights)
+        pick = pick[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)) + rank)
         batch = {k: v.to(device) for k, v in make_batch(policy, frames, pick, cfg.augment, gen).items()}
         with _autocast(cfg, device):

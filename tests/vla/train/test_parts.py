@@ -72,3 +72,21 @@ def test_several_datasets_concatenate_without_crossing_episodes(tmp_path) -> Non
     assert sorted(f.tasks) == ["pick up the red cube", "push the green cube"]
     _, inside = chunk_targets(f, np.array([7, 8]), horizon=3)  # last frame of a's 2nd episode, first of b's
     assert inside.tolist() == [[True, False, False], [True, True, True]]
+
+
+def test_start_of_episode_sampling_weights() -> None:
+    """Frames with position-in-episode < start_steps get start_weight x the probability; episodes of any length."""
+    import numpy as np
+    import torch
+
+    from vla.train.data import Frames, sampling_weights
+
+    episode = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])  # lengths 4, 3, 5
+    n = len(episode)
+    f = Frames(torch.zeros(n, 1, 2, 2, 3, dtype=torch.uint8), np.zeros((n, 0), np.float32), np.zeros((n, 7), np.float32),
+               np.zeros(n, np.int64), ["t"], episode, np.zeros(n, np.int64))
+    assert sampling_weights(f, np.arange(n), 2, 1.0) is None and sampling_weights(f, np.arange(n), 0, 3.0) is None
+    idx = np.array([0, 1, 2, 3, 5, 6, 7, 8, 9, 11])  # a training subset: frame 4 (episode 1's first) held out
+    p = sampling_weights(f, idx, 2, 3.0)
+    early = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 0], bool)  # positions 0,1,2,3 | 1,2 | 0,1,2,4
+    np.testing.assert_allclose(p, np.where(early, 3.0, 1.0) / (3.0 * early.sum() + (~early).sum()))

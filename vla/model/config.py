@@ -172,6 +172,9 @@ class VLAConfig:
     # (`observation.environment_state`: the instructed cube and the goal, sim.TASK_STATE_NAMES) from the action
     # slots' final hidden states. It gives the colour word a direct, dense grounding signal; 0 = no head
     aux_state_dim: int = 0
+    # attention inside the prefix [images][prompt][state]: "causal" (OpenVLA) or "bidirectional" (prefix-LM,
+    # PaliGemma / pi0): image tokens then see the instruction and can mark the object it names
+    prefix_attention: str = "causal"
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -183,6 +186,8 @@ class VLAConfig:
             raise _err("VLAConfig", "prompt_template", self.prompt_template, "must contain '{instruction}'")
         if self.state_dim < 1:
             raise _err("VLAConfig", "state_dim", self.state_dim, "must be >= 1")
+        if self.prefix_attention not in ("causal", "bidirectional"):
+            raise _err("VLAConfig", "prefix_attention", self.prefix_attention, "must be causal or bidirectional")
         if self.aux_state_dim < 0:
             raise _err("VLAConfig", "aux_state_dim", self.aux_state_dim, "must be >= 0 (0 = no auxiliary head)")
 

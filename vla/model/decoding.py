@@ -152,8 +152,10 @@ def _cached_steps(policy: Any, prefix: torch.Tensor, valid: torch.Tensor, padded
     pos = position_ids(valid)  # [B, L]
     step_pos = pos[:, -1:] + torch.arange(1, n, device=pos.device)  # [B, n-1]: where fed-back slot i sits
     prefill_mask = step_masks = None  # None: plain causal / unmasked (SDPA's fast kernels)
+    bidi = policy.cfg.prefix_attention == "bidirectional"
+    if padded or bidi:  # [B, 1, L, L]
+        prefill_mask = policy.lm_mask(attention_mask_4d(valid, action_start=L, bidirectional_prefix=bidi), prefix.dtype)
     if padded:
-        prefill_mask = policy.lm_mask(attention_mask_4d(valid), prefix.dtype)  # [B, 1, L, L]
         full = torch.cat([valid, valid.new_ones(b, n - 1)], 1)  # [B, L+n-1]
         step_masks = policy.lm_mask(full[:, None, None, :], prefix.dtype)  # [B, 1, 1, L+n-1], sliced per step
 
@@ -214,6 +216,7 @@ def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cach
 
     lm, embed = policy.lm, policy.lm.get_input_embeddings()
     seq = prefix
+    prefix_len, bidi = prefix.shape[1], policy.cfg.prefix_attention == "bidirectional"
 
     def recompute(tok: torch.Tensor, i: int) -> torch.Tensor:  # the reference: whole sequence, whole vocabulary
         nonlocal seq, valid
@@ -222,7 +225,8 @@ def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cach
         return logits_last()
 
     def logits_last() -> torch.Tensor:
-        out = lm(inputs_embeds=seq, attention_mask=policy.lm_mask(attention_mask_4d(valid), seq.dtype),
+        mask = attention_mask_4d(valid, action_start=prefix_len, bidirectional_prefix=bidi)
+        out = lm(inputs_embeds=seq, attention_mask=policy.lm_mask(mask, seq.dtype),
                  position_ids=position_ids(valid), use_cache=False, logits_to_keep=1)
         return policy.restrict(out.logits[:, -1])  # [B, V], non-action ids -inf
 
@@ -239,6 +243,8 @@ def generate_baseline(policy: Any, inputs: dict[str, torch.Tensor]) -> torch.Ten
                                         inputs.get("state"))
     if prefix.shape[0] != 1:
         raise ValueError(f"generate_baseline runs batch 1 (got {prefix.shape[0]})")
+    if policy.cfg.prefix_attention != "causal":
+        raise ValueError("generate_baseline needs prefix_attention='causal' (generate() cannot apply a prefix-LM mask)")
     x = prefix[:, valid[0]]  # [1, L', D]
     n = policy.num_action_tokens
     mask = policy.action_logit_mask

@@ -296,7 +296,8 @@ class VLAPolicy(nn.Module):
             raise ValueError(f"unknown decoding mode {mode!r}")
         x = torch.cat([prefix, tail], 1)  # [B, L + n(-1), D]
         v = torch.cat([valid, torch.ones(b, tail.shape[1], dtype=torch.bool, device=valid.device)], 1)
-        mask = attention_mask_4d(v, action_start=L, bidirectional_tail=bidir)
+        mask = attention_mask_4d(v, action_start=L, bidirectional_tail=bidir,
+                                 bidirectional_prefix=self.cfg.prefix_attention == "bidirectional")
         out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
                       use_cache=False, logits_to_keep=n, output_hidden_states=return_hidden)
         if return_hidden:

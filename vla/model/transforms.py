@@ -67,21 +67,27 @@ def position_ids(valid: torch.Tensor) -> torch.Tensor:
     return (valid.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def attention_mask_4d(valid: torch.Tensor, action_start: int | None = None, bidirectional_tail: bool = False) -> torch.Tensor:
+def attention_mask_4d(valid: torch.Tensor, action_start: int | None = None, bidirectional_tail: bool = False,
+                      bidirectional_prefix: bool = False) -> torch.Tensor:
     """bool [B, T] -> bool [B, 1, T, T]: causal over valid keys.
 
     With `bidirectional_tail`, positions >= `action_start` (the parallel-decoding action slots) also see
-    each other both ways (OpenVLA-OFT). Every query may attend to itself so a pad row never has an
-    all-masked softmax (NaN); pad rows are never read by valid rows.
+    each other both ways (OpenVLA-OFT). With `bidirectional_prefix`, positions < `action_start` (images,
+    prompt, state) see each other both ways (prefix-LM, as PaliGemma / pi0): image tokens can read the
+    instruction. Every query may attend to itself so a pad row never has an all-masked softmax (NaN); pad
+    rows are never read by valid rows.
     """
     b, t = valid.shape
     idx = torch.arange(t, device=valid.device)
     allowed = idx[None, :] <= idx[:, None]  # [T, T] causal
+    if (bidirectional_tail or bidirectional_prefix) and action_start is None:
+        raise ValueError("bidirectional_tail / bidirectional_prefix need action_start")
     if bidirectional_tail:
-        if action_start is None:
-            raise ValueError("bidirectional_tail needs action_start")
         tail = idx >= action_start
         allowed = allowed | (tail[:, None] & tail[None, :])
+    if bidirectional_prefix:
+        head = idx < action_start
+        allowed = allowed | (head[:, None] & head[None, :])
     m = allowed[None] & valid[:, None, :]  # [B, T, T]
     m = m | torch.eye(t, dtype=torch.bool, device=valid.device)[None]
     return m[:, None]  # [B, 1, T, T]

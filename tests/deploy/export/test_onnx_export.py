@@ -14,15 +14,18 @@ pytest.importorskip("onnxruntime")
 
 INSTRUCTIONS = ("pick up the red cube", "push the block onto the goal, then stop", "lift", "stack the cubes")
 # (projector, the policy's configured decoding): both graphs are checked on each export
-CASES = [("mlp", "autoregressive"), ("resampler", "parallel")]
+# (the last: the embedded default's layout, a prefix-LM mask with position-embedded image tokens)
+CASES = [("mlp", "autoregressive", "causal"), ("resampler", "parallel", "causal"),
+         ("pixel_shuffle", "parallel", "bidirectional")]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{p}-{m}" for p, m in CASES])
+@pytest.fixture(scope="module", params=CASES, ids=[f"{p}-{m}-{a}" for p, m, a in CASES])
 def exported(request, tmp_path_factory):
     import deploy.export.onnx_export as ox
 
-    projector, mode = request.param
-    policy = make_policy(projector=projector, decoding=mode).eval()
+    projector, mode, prefix_attention = request.param
+    extra = {"prefix_attention": prefix_attention, "visual_pos_embed": True} if prefix_attention != "causal" else {}
+    policy = make_policy(projector=projector, decoding=mode, **extra).eval()
     out = tmp_path_factory.mktemp(f"export-{projector}") / "export"
     mp = pytest.MonkeyPatch()
     if projector == "resampler":  # exercise external weight files on one export
@@ -159,6 +162,10 @@ def test_bench_runtimes_reports_every_runtime(exported):
     from deploy.export.bench import bench_runtimes
 
     policy, out = exported
+    if policy.cfg.prefix_attention != "causal":
+        with pytest.raises(ValueError, match="prefix_attention"):  # generate() cannot be the baseline here
+            bench_runtimes(policy, out, make_obs(0), iters=2, warmup=0, ort_threads=1)
+        return
     r = bench_runtimes(policy, out, make_obs(0), iters=2, warmup=0, ort_threads=1)
     assert {"hf_generate", "torch_kv_cache", "ort_autoregressive", "ort_parallel"} <= set(r["runtimes"])
     assert set(r["speedup_vs_generate"]) == set(r["runtimes"]) - {"hf_generate"}

@@ -172,3 +172,40 @@ def test_training_still_works_after_inference_mode_decoding() -> None:
     loss, _ = policy.compute_loss({**inputs, "action_ids": ids, "action_mask": mask})
     loss.backward()
     assert policy.lm.get_output_embeddings().weight.grad is not None
+
+
+@pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
+def test_bidirectional_prefix_decodes_like_training_sees_it(decoding: str) -> None:
+    """prefix_attention='bidirectional' (prefix-LM): every decoding path equals the no-cache reference and the
+    teacher-forced training forward, the image tokens really see the prompt, and generate() is refused."""
+    torch.manual_seed(0)
+    cfg = debug_config(projector="pixel_shuffle", decoding=decoding, prefix_attention="bidirectional",
+                       visual_pos_embed=True)
+    policy = VLAPolicy.from_config(cfg, instructions=[SHORT, LONG])
+    rng = np.random.default_rng(0)
+    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(200, 7)))),
+                           Normalizer(NormStats.fit(rng.normal(size=(200, 8))), mask=np.ones(8, dtype=bool)))
+    policy.eval()
+    inputs = policy.prepare_observations([make_obs(0, SHORT), make_obs(1, LONG)])
+    paths = all_paths(policy, inputs)
+    assert_all_equal(paths)
+    with torch.no_grad():  # teacher forcing with the decoded ids reproduces them: same masks in training
+        logits = policy.forward(**inputs, action_ids=paths["default"], mode="autoregressive")
+    assert torch.equal(policy.restrict(logits).argmax(-1), paths["default"])
+    with pytest.raises(ValueError, match="prefix_attention"):
+        generate_baseline(policy, policy.prepare_observations([make_obs(0, SHORT)]))
+    # image tokens' final hidden states depend on the instruction only with the bidirectional prefix
+    from vla.model.transforms import attention_mask_4d, position_ids
+
+    def image_hidden(text: str, bidirectional: bool) -> torch.Tensor:
+        x = policy.prepare_observations([make_obs(0, text)])
+        prefix, valid = policy.embed_prefix(x["pixel_values"], x["prompt_ids"], x["prompt_mask"], x["state"])
+        prefix, valid = prefix[:, valid[0]], valid[:, valid[0]]
+        mask = attention_mask_4d(valid, action_start=valid.shape[1], bidirectional_prefix=bidirectional)
+        with torch.no_grad():
+            out = policy.lm(inputs_embeds=prefix, attention_mask=policy.lm_mask(mask, prefix.dtype),
+                            position_ids=position_ids(valid), output_hidden_states=True)
+        return out.hidden_states[-1][:, : policy.num_visual_tokens]
+
+    assert torch.equal(image_hidden(SHORT, False), image_hidden(LONG, False))
+    assert not torch.allclose(image_hidden(SHORT, True), image_hidden(LONG, True))

@@ -4,7 +4,8 @@
     vla quickstart --out runs/qs --smoke                 # a 2-minute pass over every stage (tiny numbers)
 
 Stages (each writes under --out and is skipped when its output already exists, so a re-run resumes):
-1. demos:     scripted-expert rollouts per task, LeRobot v3.0 (`vla sim demos`)
+1. demos:     scripted-expert rollouts per task with DART noise, LeRobot v3.0 (`vla sim demos`), written by
+              --workers processes in parallel as dataset parts
 2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
 3. train:     the tiny default policy on all tasks' demos (`vla train --config configs/train/tiny.yaml`)
 4. eval:      closed-loop success and latency per task (`vla eval`), summarized in summary.json
@@ -14,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 DEFAULT_TASKS = ("ReachCube", "PickCube")
+DEFAULT_DEMOS = 2000
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -26,7 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"sim tasks (default {DEFAULT_TASKS})")
-    p.add_argument("--demos", type=int, default=100, help="expert episodes per task (default 100)")
+    p.add_argument("--demos", type=int, default=DEFAULT_DEMOS,
+                   help=f"expert episodes per task (default {DEFAULT_DEMOS}: fewer scenes and the policy memorizes "
+                        "them instead of learning to find the named cube)")
+    p.add_argument("--demo-noise", type=float, default=0.01,
+                   help="std (m) of the expert's executed-action noise; labels stay clean (DART; default 0.01)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel demo-writing processes per task, one dataset part each (default: up to 2)")
     p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--eval-episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
@@ -47,6 +58,36 @@ def _stage(name: str, argv: list[str]) -> None:
     print(f"=== {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
+def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, noise: float,
+                image_size: int) -> list[Path]:
+    """Write `episodes` expert demos as `workers` dataset parts (root/part{k}) in parallel processes.
+
+    Part k starts at seed + k * 10_000, so parts never share a scene; finished parts are kept on a re-run.
+    """
+    workers = max(1, min(workers, episodes))
+    parts = [root / f"part{k}" for k in range(workers)]
+    counts = [episodes // workers + (k < episodes % workers) for k in range(workers)]
+    todo = [k for k, p in enumerate(parts) if not (p / "meta" / "info.json").is_file()]
+    if not todo:
+        print(f"demos for {task} exist at {root}: skipped")
+        return parts
+    for k in todo:  # a part interrupted mid-write is redone from scratch
+        if parts[k].exists():
+            import shutil
+
+            shutil.rmtree(parts[k])
+    argvs = [["sim", "demos", "--task", task, "--episodes", str(counts[k]), "--out", str(parts[k]),
+              "--seed", str(seed + 10_000 * k), "--noise", str(noise), "--image-size", str(image_size)] for k in todo]
+    print(f"\n=== demos {task}: {len(todo)} process(es): " + " | ".join("vla " + " ".join(a) for a in argvs), flush=True)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "vla.cli", *a]) for a in argvs]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise RuntimeError(f"quickstart stage 'demos {task}' failed with exit codes {codes}")
+    print(f"=== demos {task} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    return parts
+
+
 def run(args: argparse.Namespace) -> int:
     import sim
 
@@ -60,15 +101,16 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: must be >= 1")
+    from vla.train import TrainConfig
+
+    image_size = TrainConfig.from_yaml(args.train_config).model_config().vision.image_size  # record at train size
     datasets = []
     for i, task in enumerate(args.tasks):
-        root = out / "demos" / task
-        datasets.append(str(root))
-        if (root / "meta" / "info.json").is_file():
-            print(f"demos for {task} exist at {root}: skipped")
-            continue
-        _stage(f"demos {task}", ["sim", "demos", "--task", task, "--episodes", str(args.demos), "--out", str(root),
-                                 "--seed", str(args.seed + 100_000 * i)])
+        parts = _demo_parts(task, out / "demos" / task, args.demos, args.workers, args.seed + 100_000 * i,
+                            args.demo_noise, image_size)
+        datasets += [str(p) for p in parts]
 
     tok_dir = out / "tokenizer"
     if not (tok_dir / "tokenizer_report.json").is_file():

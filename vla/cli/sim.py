@@ -60,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--video", action="store_true", help="store camera streams as mp4 instead of PNG in parquet"
     )
+    d.add_argument(
+        "--file-mb",
+        type=int,
+        default=20,
+        help="roll data parquet files at this size (default 20; each saved episode rewrites the open file, "
+        "so smaller files keep long recordings fast)",
+    )
     d.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
     d.add_argument(
         "--max-attempts",
@@ -123,6 +130,8 @@ def _demos(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: must be >= 1")
+    if args.file_mb < 1:
+        raise ValueError(f"--file-mb {args.file_mb}: must be >= 1")
     max_attempts = args.max_attempts if args.max_attempts is not None else 2 * args.episodes + 10
     env = sim.make(args.task, image_size=args.image_size, split=args.split)
     fps = env.control_hz
@@ -137,6 +146,7 @@ def _demos(args: argparse.Namespace) -> int:
             robot_type="franka_panda",
             features=features(args.image_size),
             use_videos=args.video,
+            data_files_size_in_mb=args.file_mb,
         ) as writer,
         tqdm(total=args.episodes, desc=f"{args.task} demos", unit="ep") as bar,
     ):

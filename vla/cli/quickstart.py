@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 DEFAULT_TASKS = ("ReachCube", "PickCube")
-DEFAULT_DEMOS = 2000
+DEFAULT_DEMOS = (3000, 400)  # ReachCube episodes are ~15 frames, PickCube ~35: the measured recipe
+OTHER_DEMOS = 1000
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -31,9 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"sim tasks (default {DEFAULT_TASKS})")
-    p.add_argument("--demos", type=int, default=DEFAULT_DEMOS,
-                   help=f"expert episodes per task (default {DEFAULT_DEMOS}: fewer scenes and the policy memorizes "
-                        "them instead of learning to find the named cube)")
+    p.add_argument("--demos", type=int, nargs="+", default=None,
+                   help="expert episodes: one number for every task or one per task (default "
+                        f"{' '.join(map(str, DEFAULT_DEMOS))} for {' '.join(DEFAULT_TASKS)}, else {OTHER_DEMOS} each; "
+                        "with a few hundred scenes the policy memorizes them instead of finding the named cube)")
     p.add_argument("--demo-noise", type=float, default=0.01,
                    help="std (m) of the expert's executed-action noise; labels stay clean (DART; default 0.01)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -95,12 +97,18 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; available: {sim.list_tasks()}")
     if args.smoke:
-        args.demos, args.eval_episodes = 4, 2
+        args.demos, args.eval_episodes = [4], 2
         args.max_steps = args.max_steps or 30
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
+    if args.demos is None:
+        args.demos = list(DEFAULT_DEMOS) if tuple(args.tasks) == DEFAULT_TASKS else [OTHER_DEMOS]
+    if len(args.demos) == 1:
+        args.demos = args.demos * len(args.tasks)
+    if len(args.demos) != len(args.tasks) or min(args.demos) < 1:
+        raise ValueError(f"--demos {args.demos}: give one count >= 1, or one per task ({len(args.tasks)})")
     if args.workers < 1:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
     from vla.train import TrainConfig
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     image_size = TrainConfig.from_yaml(args.train_config).model_config().vision.image_size  # record at train size
     datasets = []
     for i, task in enumerate(args.tasks):
-        parts = _demo_parts(task, out / "demos" / task, args.demos, args.workers, args.seed + 100_000 * i,
+        parts = _demo_parts(task, out / "demos" / task, args.demos[i], args.workers, args.seed + 100_000 * i,
                             args.demo_noise, image_size)
         datasets += [str(p) for p in parts]
 

@@ -118,3 +118,20 @@ def test_list_tasks(capsys):
     assert main(["sim", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in sim.list_tasks())
+
+
+def test_demos_label_executed_records_the_noisy_action(tmp_path):
+    from vla.data import LeRobotDataset
+
+    out = tmp_path / "ds"
+    argv = ["sim", "demos", "--task", "ReachCube", "--episodes", "1", "--out", str(out), "--image-size", "16",
+            "--seed", "3", "--noise", "0.004", "--label", "executed", "--file-mb", "1"]
+    assert main(argv) == 0
+    ds = LeRobotDataset(out)
+    env = sim.make("ReachCube", image_size=16)
+    expert = sim.make_expert("ReachCube", env, noise=0.004, seed=3)
+    obs, _ = env.reset(seed=3)
+    for i in range(len(ds)):
+        action = expert(obs)
+        np.testing.assert_array_equal(ds[i]["action"], action)
+        obs, *_ = env.step(action)

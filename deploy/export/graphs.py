@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vla.model.transforms import attention_mask_4d, position_ids
+from vla.model.transforms import position_ids
 
 # LM families whose decoder layer is exactly: RMSNorm -> q/k/v proj (+RoPE) -> attention -> o_proj -> residual
 # -> RMSNorm -> MLP -> residual (Llama, Qwen2, Mistral). Others (Gemma's scaled embeddings, Qwen3's q/k norms)
@@ -129,15 +129,13 @@ class ParallelGraph(_PolicyGraph):
         super().__init__(policy)
         self.core = DecoderCore(policy.lm)
         self.bidirectional = policy.cfg.action.parallel_attention == "bidirectional"
-        self.bidirectional_prefix = policy.cfg.prefix_attention == "bidirectional"
 
     def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, L, _ = prefix_embeds.shape
         tail = self.policy.action_slots.to(prefix_embeds.dtype).unsqueeze(0).expand(b, -1, -1)  # [B, n, D]
         x = torch.cat([prefix_embeds, tail], 1)  # [B, L + n, D]
         valid = torch.cat([prefix_mask, torch.ones_like(prefix_mask[:, :1]).expand(b, self.n)], 1)  # [B, L + n]
-        mask = attention_mask_4d(valid, action_start=L, bidirectional_tail=self.bidirectional,
-                                 bidirectional_prefix=self.bidirectional_prefix)
+        mask = self.policy.sequence_mask(valid, L, bidirectional_tail=self.bidirectional)
         hidden, _, _ = self.core(x, position_ids(valid), mask)
         logits = self._action_logits(hidden[:, L:])  # [B, n, A]
         return logits, self._ids(logits)
@@ -152,9 +150,7 @@ class PrefillGraph(_PolicyGraph):
     def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor):
         L = prefix_embeds.shape[1]
         pos = position_ids(prefix_mask)  # [B, L]
-        bidi = self.policy.cfg.prefix_attention == "bidirectional"
-        mask = attention_mask_4d(prefix_mask, action_start=L, bidirectional_prefix=bidi)  # [B, 1, L, L]
-        hidden, keys, values = self.core(prefix_embeds, pos, mask)
+        hidden, keys, values = self.core(prefix_embeds, pos, self.policy.sequence_mask(prefix_mask, L))  # [B,1,L,L]
         logits = self._action_logits(hidden[:, -1])  # [B, A]
         pad = (0, 0, 0, self.capacity - L)  # [B, Hkv, L, hd] -> [B, Hkv, Cap, hd]; Cap > L always
         cache_k = torch.stack([nn.functional.pad(k, pad) for k in keys])  # [layers, B, Hkv, Cap, hd]

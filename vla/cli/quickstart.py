@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -75,8 +76,6 @@ def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, n
         return parts
     for k in todo:  # a part interrupted mid-write is redone from scratch
         if parts[k].exists():
-            import shutil
-
             shutil.rmtree(parts[k])
     argvs = [["sim", "demos", "--task", task, "--episodes", str(counts[k]), "--out", str(parts[k]),
               "--seed", str(seed + 10_000 * k), "--noise", str(noise), "--image-size", str(image_size)] for k in todo]

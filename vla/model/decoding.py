@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla.model.transforms import attention_mask_4d, position_ids
+from vla.model.transforms import position_ids
 
 # model types whose base model is embed -> rotary_emb once -> layers(hidden, mask, position_embeddings,
 # cache) -> norm, i.e. the loop in LlamaModel.forward that the layer loop runs itself
@@ -152,9 +152,8 @@ def _cached_steps(policy: Any, prefix: torch.Tensor, valid: torch.Tensor, padded
     pos = position_ids(valid)  # [B, L]
     step_pos = pos[:, -1:] + torch.arange(1, n, device=pos.device)  # [B, n-1]: where fed-back slot i sits
     prefill_mask = step_masks = None  # None: plain causal / unmasked (SDPA's fast kernels)
-    bidi = policy.cfg.prefix_attention == "bidirectional"
-    if padded or bidi:  # [B, 1, L, L]
-        prefill_mask = policy.lm_mask(attention_mask_4d(valid, action_start=L, bidirectional_prefix=bidi), prefix.dtype)
+    if padded or policy.cfg.prefix_attention == "bidirectional":  # [B, 1, L, L]
+        prefill_mask = policy.lm_mask(policy.sequence_mask(valid, L), prefix.dtype)
     if padded:
         full = torch.cat([valid, valid.new_ones(b, n - 1)], 1)  # [B, L+n-1]
         step_masks = policy.lm_mask(full[:, None, None, :], prefix.dtype)  # [B, 1, 1, L+n-1], sliced per step
@@ -216,7 +215,7 @@ def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cach
 
     lm, embed = policy.lm, policy.lm.get_input_embeddings()
     seq = prefix
-    prefix_len, bidi = prefix.shape[1], policy.cfg.prefix_attention == "bidirectional"
+    prefix_len = prefix.shape[1]
 
     def recompute(tok: torch.Tensor, i: int) -> torch.Tensor:  # the reference: whole sequence, whole vocabulary
         nonlocal seq, valid
@@ -225,8 +224,7 @@ def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cach
         return logits_last()
 
     def logits_last() -> torch.Tensor:
-        mask = attention_mask_4d(valid, action_start=prefix_len, bidirectional_prefix=bidi)
-        out = lm(inputs_embeds=seq, attention_mask=policy.lm_mask(mask, seq.dtype),
+        out = lm(inputs_embeds=seq, attention_mask=policy.lm_mask(policy.sequence_mask(valid, prefix_len), seq.dtype),
                  position_ids=position_ids(valid), use_cache=False, logits_to_keep=1)
         return policy.restrict(out.logits[:, -1])  # [B, V], non-action ids -inf
 

@@ -261,6 +261,13 @@ class VLAPolicy(nn.Module):
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 
+    def sequence_mask(self, valid: torch.Tensor, prefix_len: int, bidirectional_tail: bool = False) -> torch.Tensor:
+        """bool [B, 1, T, T] attention layout of [prefix: prefix_len][tail] over `valid` [B, T]: causal, the
+        prefix bidirectional with `prefix_attention: bidirectional`, the tail bidirectional if asked (OFT slots).
+        Training, every decoding path and the exported graphs build their masks here."""
+        return attention_mask_4d(valid, action_start=prefix_len, bidirectional_tail=bidirectional_tail,
+                                 bidirectional_prefix=self.cfg.prefix_attention == "bidirectional")
+
     def lm_mask(self, mask4d: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Boolean 4-D mask -> what the LM attention implementation takes (eager adds a float mask)."""
         if self.cfg.lm.attn_implementation == "sdpa":
@@ -296,8 +303,7 @@ class VLAPolicy(nn.Module):
             raise ValueError(f"unknown decoding mode {mode!r}")
         x = torch.cat([prefix, tail], 1)  # [B, L + n(-1), D]
         v = torch.cat([valid, torch.ones(b, tail.shape[1], dtype=torch.bool, device=valid.device)], 1)
-        mask = attention_mask_4d(v, action_start=L, bidirectional_tail=bidir,
-                                 bidirectional_prefix=self.cfg.prefix_attention == "bidirectional")
+        mask = self.sequence_mask(v, L, bidirectional_tail=bidir)
         out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
                       use_cache=False, logits_to_keep=n, output_hidden_states=return_hidden)
         if return_hidden:

@@ -99,6 +99,16 @@ def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str
                   np.asarray(ds.get_column("task_index"), dtype=np.int64), list(ds.tasks), episode, stop, env)
 
 
+def check_env_states(frames: Frames, aux_state_dim: int) -> None:
+    """A policy with an auxiliary head (aux_state_dim > 0) needs that many task-state dims in every frame."""
+    if aux_state_dim == 0:
+        return
+    if frames.env_states is None or frames.env_states.shape[1] != aux_state_dim:
+        got = "none in some dataset" if frames.env_states is None else f"{frames.env_states.shape[1]} dims"
+        raise ValueError(f"VLAConfig.aux_state_dim={aux_state_dim}, but the datasets' {ENV_STATE_KEY!r} has {got}; "
+                         "record demos with `vla sim demos` or set aux_state_dim: 0")
+
+
 def split_episodes(frames: Frames, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Frame positions of training and held-out episodes (None when val_fraction == 0)."""
     eps = np.unique(frames.episode)
@@ -157,10 +167,7 @@ def make_batch(policy, frames: Frames, idx: np.ndarray, augment: AugmentConfig |
              "actions": torch.from_numpy(chunks), "step_valid": torch.from_numpy(inside)}
     if policy.cfg.use_state:
         batch["state"] = policy.normalize_state(frames.states[idx])
-    if policy.aux_head is not None:
-        if frames.env_states is None:
-            raise ValueError(f"VLAConfig.aux_state_dim={policy.cfg.aux_state_dim} needs {ENV_STATE_KEY!r} in every "
-                             "dataset (record demos with `vla sim demos`), or set aux_state_dim: 0")
+    if policy.aux_head is not None:  # frames passed check_env_states when they were loaded for training
         env = policy.normalizers[ENV_STATE_KEY].normalize(frames.env_states[idx].astype(np.float64))
         batch["env_state"] = torch.from_numpy(np.asarray(env, dtype=np.float32))
     return batch

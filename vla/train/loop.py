@@ -32,6 +32,7 @@ from vla.train.config import TrainConfig
 from vla.train.data import (
     ENV_STATE_KEY,
     Frames,
+    check_env_states,
     chunk_targets,
     load_frames,
     make_batch,
@@ -84,11 +85,7 @@ def fit_normalizers(policy: VLAPolicy, frames: Frames) -> None:
         state = Normalizer(NormStats.fit(frames.states), mode="bounds_q99",
                            mask=np.ones(policy.cfg.state_dim, dtype=bool))
     policy.set_normalizers(action, state)
-    if policy.aux_head is not None:
-        if frames.env_states is None or frames.env_states.shape[1] != policy.cfg.aux_state_dim:
-            got = "none" if frames.env_states is None else f"{frames.env_states.shape[1]} dims"
-            raise ValueError(f"VLAConfig.aux_state_dim={policy.cfg.aux_state_dim}, but the dataset's {ENV_STATE_KEY!r} "
-                             f"has {got}; record demos with `vla sim demos` or set aux_state_dim: 0")
+    if policy.aux_head is not None:  # train() ran check_env_states on these frames
         policy.normalizers[ENV_STATE_KEY] = Normalizer(NormStats.fit(frames.env_states), mode="mean_std",
                                                        mask=np.ones(policy.cfg.aux_state_dim, dtype=bool))
 
@@ -194,6 +191,7 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
     mcfg = cfg.model_config()
     roots = [str(d) for d in dataset] if isinstance(dataset, (list, tuple)) else [str(dataset)]
     frames = load_frames(roots, mcfg.cameras, mcfg.vision.image_size)
+    check_env_states(frames, mcfg.aux_state_dim)  # before building anything; covers --resume too
     train_idx, val_idx = split_episodes(frames, cfg.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
     if resume:

@@ -172,9 +172,19 @@ class VLAConfig:
     # (`observation.environment_state`: the instructed cube and the goal, sim.TASK_STATE_NAMES) from the action
     # slots' final hidden states. It gives the colour word a direct, dense grounding signal; 0 = no head
     aux_state_dim: int = 0
+    # what the auxiliary head reads: "actions" (mean of the action slots' final hidden states) or "visual" (a
+    # soft pointer over the image tokens as the LM receives them: softmax(Linear(token)) weights, then the
+    # head). "visual" supervises the grounding where it happens: with `film` the image tokens must mark the
+    # cube the instruction names, which the action slots can then find with a fixed query
+    aux_source: str = "actions"
     # attention inside the prefix [images][prompt][state]: "causal" (OpenVLA) or "bidirectional" (prefix-LM,
     # PaliGemma / pi0): image tokens then see the instruction and can mark the object it names
     prefix_attention: str = "causal"
+    # FiLM (RT-1): scale and shift every vision-feature channel by a function of the instruction (masked mean of
+    # the prompt's token embeddings), before the projector. The image tokens then already say "this is the
+    # cube the instruction names", which a small LM trained from scratch otherwise has to learn to look up
+    # through two attention hops. Zero-initialised: the policy starts as if it were off
+    film: bool = False
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -188,6 +198,8 @@ class VLAConfig:
             raise _err("VLAConfig", "state_dim", self.state_dim, "must be >= 1")
         if self.prefix_attention not in ("causal", "bidirectional"):
             raise _err("VLAConfig", "prefix_attention", self.prefix_attention, "must be causal or bidirectional")
+        if self.aux_source not in ("actions", "visual"):
+            raise _err("VLAConfig", "aux_source", self.aux_source, "must be actions or visual")
         if self.aux_state_dim < 0:
             raise _err("VLAConfig", "aux_state_dim", self.aux_state_dim, "must be >= 0 (0 = no auxiliary head)")
 

@@ -105,6 +105,19 @@ class VLAPolicy(nn.Module):
         n_vis = len(cfg.cameras) * self.projector.num_tokens
         self.visual_pos = nn.Parameter(torch.randn(n_vis, d) * 0.02) if cfg.visual_pos_embed else None  # [C*K, D]
         self.aux_head = nn.Linear(d, cfg.aux_state_dim) if cfg.aux_state_dim else None  # training-only head
+        # aux_source="visual": one pointer score per image token (training-only, as the head)
+        self.aux_score = nn.Linear(d, 1) if cfg.aux_state_dim and cfg.aux_source == "visual" else None
+        self.film = None
+        self.film_pool = None
+        if cfg.film:  # instruction -> (gamma, beta) per vision channel; zero init = identity at the start
+            self.film = nn.Linear(d, 2 * self.vision.hidden_size)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+            # which prompt tokens to listen to: one score per token (zero init = the plain mean at the start).
+            # A plain mean drowns the one word that matters ("red") in the ~20 template tokens around it
+            self.film_pool = nn.Linear(d, 1)
+            nn.init.zeros_(self.film_pool.weight)
+            nn.init.zeros_(self.film_pool.bias)
         n = cfg.action.num_action_tokens
         self.action_slots = nn.Parameter(torch.randn(n, d) * 0.02)  # [n, D] parallel-decoding placeholders
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -247,11 +260,13 @@ class VLAPolicy(nn.Module):
                      state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (embeddings [B, L, D], valid [B, L]) for [visual][prompt][state]."""
         b, c = pixel_values.shape[:2]
+        txt = self.embed_tokens(prompt_ids)  # [B, T, D]
         feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
+        if self.film is not None:
+            feats = self._film(feats, txt, prompt_mask, c)
         vis = self.projector(feats).reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
             vis = vis + self.visual_pos.to(vis.dtype)
-        txt = self.embed_tokens(prompt_ids)  # [B, T, D]
         parts = [vis.to(txt.dtype), txt]
         valid = [torch.ones(b, vis.shape[1], dtype=torch.bool, device=txt.device), prompt_mask.bool()]
         if self.cfg.use_state:
@@ -260,6 +275,17 @@ class VLAPolicy(nn.Module):
             parts.append(self.state_proj(state.to(self.state_proj.weight.dtype))[:, None].to(txt.dtype))  # [B, 1, D]
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
+
+    def _film(self, feats: torch.Tensor, txt: torch.Tensor, prompt_mask: torch.Tensor, cameras: int) -> torch.Tensor:
+        """feats [B*C, P, Dv] * (1 + gamma) + beta, (gamma, beta) = Linear(attention-pooled prompt embeddings)."""
+        score = self.film_pool(txt.to(self.film_pool.weight.dtype)).squeeze(-1).float()  # [B, T]
+        score = score.masked_fill(~prompt_mask.bool(), -1e9)  # finite: exports cleanly, exp() is exactly 0
+        w = torch.softmax(score, dim=1).unsqueeze(-1).to(txt.dtype)  # [B, T, 1]
+        pooled = (w * txt).sum(1)  # [B, D]
+        gamma, beta = self.film(pooled.to(self.film.weight.dtype)).chunk(2, -1)  # [B, Dv] each
+        gamma = gamma.repeat_interleave(cameras, 0).unsqueeze(1).to(feats.dtype)  # [B*C, 1, Dv]: row b*C + c, as feats
+        beta = beta.repeat_interleave(cameras, 0).unsqueeze(1).to(feats.dtype)
+        return feats * (1 + gamma) + beta
 
     def sequence_mask(self, valid: torch.Tensor, prefix_len: int, bidirectional_tail: bool = False) -> torch.Tensor:
         """bool [B, 1, T, T] attention layout of [prefix: prefix_len][tail] over `valid` [B, T]: causal, the
@@ -277,11 +303,12 @@ class VLAPolicy(nn.Module):
     def forward(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                 state: torch.Tensor | None = None, action_ids: torch.Tensor | None = None,
                 mode: str | None = None, compact: bool = True,
-                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits [B, n, V] for the n action slots (teacher-forced `action_ids` [B, n] in AR mode).
 
         compact=False keeps the static layout (data-independent shapes, for ONNX export / tracing).
-        return_hidden=True also returns the LM's last hidden states at those positions [B, n, D].
+        return_hidden=True also returns the LM's last hidden states at those positions [B, n, D] and the image
+        tokens as the LM receives them [B, C*K, D].
         """
         mode = mode or self.cfg.action.decoding
         prefix, valid = self.embed_prefix(pixel_values, prompt_ids, prompt_mask, state)
@@ -307,7 +334,8 @@ class VLAPolicy(nn.Module):
         out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
                       use_cache=False, logits_to_keep=n, output_hidden_states=return_hidden)
         if return_hidden:
-            return out.logits, out.hidden_states[-1][:, -n:]  # [B, n, V], [B, n, D]
+            vis = prefix[:, : self.num_visual_tokens]  # [B, C*K, D]: the prefix starts with the image tokens
+            return out.logits, out.hidden_states[-1][:, -n:], vis  # [B, n, V], [B, n, D], [B, C*K, D]
         return out.logits  # [B, n, V]
 
     def restrict(self, logits: torch.Tensor) -> torch.Tensor:
@@ -323,7 +351,8 @@ class VLAPolicy(nn.Module):
         signal speeds up learning on small datasets. Decoding is unchanged (argmax over the same ids).
 
         With an auxiliary head, `aux_weight` > 0 and a normalized `env_state` [B, E] in the batch, the loss
-        adds aux_weight * MSE(head(mean of the action slots' hidden states), env_state); stats get "aux_mse"
+        adds aux_weight * MSE(head(pooled), env_state), pooled = the mean of the action slots' hidden states
+        (aux_source "actions") or the soft-pointer average of the image tokens ("visual"); stats get "aux_mse"
         ("loss" stays the action cross-entropy, comparable across runs).
         """
         if bin_sigma > 0 and self.cfg.action.tokenizer != "bins":
@@ -331,7 +360,7 @@ class VLAPolicy(nn.Module):
         use_aux = self.aux_head is not None and aux_weight > 0 and "env_state" in batch
         out = self.forward(batch["pixel_values"], batch["prompt_ids"], batch["prompt_mask"], batch.get("state"),
                            batch["action_ids"], mode=mode, return_hidden=use_aux)
-        logits, hidden = out if use_aux else (out, None)
+        logits, hidden, vis = out if use_aux else (out, None, None)
         logits = self.restrict(logits)  # [B, n, V]
         sup = batch["action_mask"]  # [B, n]
         tgt = batch["action_ids"]
@@ -344,7 +373,12 @@ class VLAPolicy(nn.Module):
         stats = {"loss": float(ce.detach()), "token_acc": float(acc), "n_tokens": int(sup.sum())}
         if not use_aux:
             return ce, stats
-        pred = self.aux_head(hidden.float().mean(1))  # [B, E]
+        if self.aux_score is not None:  # soft pointer over the image tokens
+            w = torch.softmax(self.aux_score(vis).float(), dim=1)  # [B, C*K, 1]
+            pooled = (w * vis.float()).sum(1)  # [B, D]
+        else:
+            pooled = hidden.float().mean(1)  # [B, D]
+        pred = self.aux_head(pooled.to(self.aux_head.weight.dtype)).float()  # [B, E]
         aux = F.mse_loss(pred, batch["env_state"].float())
         stats["aux_mse"] = float(aux.detach())
         return ce + aux_weight * aux, stats

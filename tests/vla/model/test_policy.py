@@ -28,6 +28,7 @@ def test_config_round_trips_through_a_dict() -> None:
         (lambda: TextConfig(vocab_size=100), "TextConfig.vocab_size"),
         (lambda: VLAConfig(cameras=()), "VLAConfig.cameras"),
         (lambda: VLAConfig(prompt_template="no slot"), "VLAConfig.prompt_template"),
+        (lambda: VLAConfig(aux_source="prompt"), "VLAConfig.aux_source"),
         (lambda: VLAConfig.from_dict({"lm": {"hidden": 3}}), "unknown keys"),
     ],
 )
@@ -117,3 +118,32 @@ def test_visual_position_embedding_distinguishes_token_order() -> None:
     base, _ = policy.embed_prefix(b["pixel_values"], b["prompt_ids"], b["prompt_mask"], b["state"])
     k = policy.num_visual_tokens
     assert not torch.allclose(prefix[:, :k], base[:, :k]) and torch.equal(prefix[:, k:], base[:, k:])
+
+
+def test_film_conditions_the_image_tokens_on_the_instruction(tmp_path) -> None:
+    """film=True: zero-initialised it changes nothing; trained, the image tokens depend on the instruction
+    (and only on its real tokens, not the padding); the weights get gradients and survive save/load."""
+    policy = make_policy(projector="pixel_shuffle", decoding="parallel", film=True)
+    assert policy.film is not None and policy.film.out_features == 2 * policy.vision.hidden_size
+    k = policy.num_visual_tokens
+    red, blue = (policy.prepare_observations([make_obs(0, text)]) for text in ("pick up the red cube", "lift"))
+    blue["pixel_values"], blue["state"] = red["pixel_values"], red["state"]  # same images, other instruction
+
+    def visual(inputs: dict) -> torch.Tensor:
+        with torch.no_grad():
+            return policy.embed_prefix(**inputs)[0][:, :k]
+
+    assert torch.equal(visual(red), visual(blue))  # zero init: the identity
+    with torch.no_grad():
+        policy.film.weight.normal_(0.0, 0.5)
+    assert not torch.allclose(visual(red), visual(blue))
+    padded = dict(red, prompt_ids=red["prompt_ids"].masked_fill(~red["prompt_mask"].bool(), 7))
+    assert torch.equal(visual(red), visual(padded))  # the masked mean ignores what sits under the padding
+    batch = {**red, **dict(zip(("action_ids", "action_mask"), policy.actions_to_ids(np.zeros((1, 2, 7)))))}
+    policy.compute_loss(batch)[0].backward()
+    assert policy.film.weight.grad is not None and policy.film.weight.grad.abs().sum() > 0
+    policy.eval().save_pretrained(tmp_path / "ckpt")
+    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.cfg.film and torch.equal(loaded.film.weight, policy.film.weight)
+    obs = make_obs(3, "lift")
+    np.testing.assert_array_equal(loaded.predict_action(obs), policy.predict_action(obs))

@@ -1,4 +1,5 @@
-"""Robot bridge: a ZeroMQ ROUTER server around a `Robot`, and `BridgeClient`, the DEALER client of it.
+"""Robot bridge: a ZeroMQ ROUTER server around a `Robot`; its DEALER client is deploy.client.BridgeClient
+(importable from here too).
 
     server = BridgeServer(SimRobot("PickCube"), BridgeConfig(bind="tcp://127.0.0.1:*")).start()
     with BridgeClient(server.endpoint) as c:
@@ -23,6 +24,10 @@ watchdog reports a trip when no valid action ran for `watchdog_s`; every reply c
 Recording: with `record_dir`, every executed step (observation before it, executed action,
 instruction) goes to a LeRobot dataset from the first action after a reset; reset saves the episode.
 Protocol: deploy.protocol / docs/protocol.md. REQ/REP is not used: a lost reply cannot wedge a DEALER.
+
+Per-request cost: the current observation is laid out for the wire once (`WireArrays`: images as
+zmq.Frames shared by reference between sends, its meta fields in a ready dict) and reused by every
+reply until the robot steps, so an observe or act(observe=True) reply builds only its few own fields.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from deploy.client import ActReply, BridgeClient, BridgeError, BridgeTimeout, ObsReply  # noqa: F401 - re-exported
 from deploy.protocol import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
@@ -45,6 +50,7 @@ from deploy.protocol import (
     Message,
     ProtocolError,
     ProtocolLimits,
+    WireArrays,
     decode,
     encode,
     error_message,
@@ -75,21 +81,9 @@ class BridgeConfig:
             raise ValueError(f"bind={self.bind!r}: must be a tcp://, ipc:// or inproc:// endpoint")
 
 
-class BridgeError(RuntimeError):
-    """The bridge answered with an error reply (`code` from deploy.protocol.ERROR_CODES)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"bridge error {code}: {message}")
-        self.code = code
-
-
-class BridgeTimeout(TimeoutError):
-    """No reply within the timeout (bridge down, unreachable, or refusing us, e.g. CURVE auth)."""
-
-
 @dataclass(slots=True)
 class _Pending:
-    action: np.ndarray
+    action: list[float]  # validated, a private copy (the request's array views a zmq frame)
     deadline_ns: int
     obs_seq: int
 
@@ -125,6 +119,7 @@ class BridgeServer:
         self.episode = 0
         self._obs_seq = 0
         self._next_tick = 0
+        self._wire: list[tuple[WireArrays, dict[str, Any]] | None] = [None, None]  # [privileged]: current obs
         self._handlers = {t: getattr(self, f"_on_{t}") for t in REQUEST_TYPES}
 
     def _startup(self) -> None:
@@ -222,13 +217,14 @@ class BridgeServer:
         self._obs = obs
         self._obs_seq += 1
         self._t_obs = t
+        self._wire = [None, None]  # laid out again on the first request that asks for this observation
 
     def _hold_action(self) -> np.ndarray:
         a = np.zeros(7)
         a[6] = self._gripper
         return a
 
-    def _execute(self, action: np.ndarray | None, t: int) -> np.ndarray:
+    def _execute(self, action: list[float] | None, t: int) -> np.ndarray:
         """Run one step (action, or hold when None); returns what was executed."""
         before = self._obs
         if action is None:
@@ -272,6 +268,7 @@ class BridgeServer:
             self.stats["errors.bad_header"] += 1
             return
         ident, body = frames[0].bytes, frames[1:]
+        msg = None
         try:
             msg = decode(body, self.config.limits)
             handler = self._handlers.get(msg.type)
@@ -285,7 +282,9 @@ class BridgeServer:
         except Exception as e:  # the robot raised: answer, hold on the next tick, stay up
             log.exception("request failed")
             self.stats["errors.internal"] += 1
-            reply = error_message("internal", f"{type(e).__name__}: {e}", None)
+            # addressed to the request, like every error whose seq could be read: a DEALER client
+            # matches replies by reply_to and would otherwise wait out its timeout
+            reply = error_message("internal", f"{type(e).__name__}: {e}", None if msg is None else msg.seq)
         meta = reply.meta
         meta["watchdog"] = self.watchdog.tripped
         meta["obs_seq_now"] = self._obs_seq
@@ -296,17 +295,22 @@ class BridgeServer:
             self.stats["replies_dropped"] += 1
 
     def _obs_reply(self, req: Message, kind: str) -> Message:
-        o = self._obs
-        arrays = dict(o.images)
-        arrays["state"] = o.state
-        if req.meta.get("privileged") is True:
-            arrays.update(o.extras)
-        meta = {"obs_seq": self._obs_seq, "t_obs": self._t_obs, "instruction": o.instruction,
+        privileged = req.meta.get("privileged") is True
+        wire = self._wire[privileged]
+        if wire is None:  # first request for this observation: lay it out once, every later reply reuses it
+            o = self._obs
+            arrays = dict(o.images)
+            arrays["state"] = o.state
+            if privileged:
+                arrays.update(o.extras)
+            wire = self._wire[privileged] = (WireArrays(arrays), {
+                "obs_seq": self._obs_seq, "t_obs": self._t_obs, "instruction": o.instruction,
                 "success": o.success, "terminated": o.terminated, "truncated": o.truncated,
-                "episode": self.episode, "episode_seed": o.seed}
+                "episode": self.episode, "episode_seed": o.seed})
+        meta = wire[1].copy()  # the reply adds its own fields: never into the shared dict
         if not self.config.lockstep:  # lets clients phase-lock their loop to the robot's ticks
             meta["t_next_tick"] = self._next_tick
-        return Message(kind, seq=req.seq, reply_to=req.seq, arrays=arrays, meta=meta)
+        return Message(kind, req.seq, wire[0], meta, req.seq)
 
     def _on_hello(self, req: Message) -> Message:
         meta = {"protocol": PROTOCOL_VERSION, "robot": self.robot.info(), "lockstep": self.config.lockstep,
@@ -364,15 +368,15 @@ class BridgeServer:
         meta = reply.meta
         meta["status"], meta["reason"], meta["action_seq"] = status, reason, aseq
         if executed is not None:
-            meta["executed"] = [float(x) for x in executed]
+            meta["executed"] = executed.tolist()  # float64 -> python floats
         return reply
 
     def _admit(self, a: np.ndarray, session: str, aseq: int, oseq: int, deadline: int,
                t: int) -> tuple[str, str, np.ndarray | None]:
-        verdict = self.safety.check(a, None)  # validity only; clamping happens at execution, at the current pose
-        if verdict.action is None:
+        v, why = self.safety.validate(a)  # validity only; clamping happens at execution, at the current pose
+        if v is None:
             self._pending = None  # a malformed command cancels the queued one: hold
-            return "rejected", verdict.reason, None
+            return "rejected", why, None
         if self._obs.done:
             return "done", "episode is over; reset first", None
         last = self._sessions.get(session)
@@ -390,175 +394,8 @@ class BridgeServer:
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
         if self.config.lockstep:
-            return "executed", "", self._execute(a, t)
+            return "executed", "", self._execute(v, t)
         if self._pending is not None:
             self.stats["superseded"] += 1
-        self._pending = _Pending(np.array(a, dtype=np.float64), deadline, oseq)  # own copy: `a` views a frame
+        self._pending = _Pending(v, deadline, oseq)
         return "queued", "", None
-
-
-# ---------------------------------------------------------------------------------------- client
-
-
-@dataclass(slots=True)
-class ObsReply:
-    """An observation as the control loop sees it. `obs` is the policy's observation dict."""
-
-    obs: dict[str, Any]  # camera name -> uint8 [H, W, 3], "state" float32 [8], "instruction", extras
-    obs_seq: int
-    t_obs: int  # bridge monotonic ns when the observation was taken
-    t_bridge: int  # bridge monotonic ns when the reply left
-    success: bool
-    terminated: bool
-    truncated: bool
-    episode: int
-    watchdog: bool
-    t_next_tick: int | None = None  # real-time bridges: when the robot's next tick is due (bridge clock)
-    t_received: int = 0  # this host's monotonic ns when the reply arrived
-
-    @property
-    def done(self) -> bool:
-        return self.terminated or self.truncated
-
-    @property
-    def age_s(self) -> float:
-        return (self.t_bridge - self.t_obs) / 1e9
-
-
-@dataclass(slots=True)
-class ActReply:
-    status: str  # queued | executed | late | old | rejected | done
-    reason: str
-    executed: np.ndarray | None  # float64 [7] after clamps (lock-step only)
-    watchdog: bool
-    t_bridge: int
-    obs: ObsReply | None = None  # act(observe=True): the newest observation, in the same reply
-
-
-class BridgeClient:
-    """DEALER client: every request has a seq, replies are matched by reply_to, stale replies from
-    timed-out requests are discarded, every wait is bounded (BridgeTimeout)."""
-
-    def __init__(self, endpoint: str, timeout_s: float = 2.0, reset_timeout_s: float = 60.0,
-                 curve_keys: str | None = None, limits: ProtocolLimits = DEFAULT_LIMITS) -> None:
-        self.endpoint, self.timeout_s, self.reset_timeout_s, self.limits = endpoint, timeout_s, reset_timeout_s, limits
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue requests for a bridge we are not connected to
-        self.sock.sndtimeo = int(1000 * timeout_s)  # a send can block if the peer vanishes after the check
-        if curve_keys:
-            from deploy.keys import configure_client
-
-            configure_client(self.sock, curve_keys)
-        self.sock.connect(endpoint)
-        self._out = zmq.Poller()  # built once: Socket.poll builds one per call
-        self._out.register(self.sock, zmq.POLLOUT)
-        self._rcvtimeo = -1  # libzmq's default: set before the first wait
-        self.session = uuid.uuid4().hex
-        self._seq = 0
-        self._action_seq = 0
-        self.last_obs_seq = 0
-
-    def close(self) -> None:
-        if not self.sock.closed:
-            self.sock.close(linger=0)
-            self.ctx.term()
-
-    def __enter__(self) -> BridgeClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def request(self, type: str, arrays: dict | None = None, meta: dict | None = None,
-                timeout_s: float | None = None) -> Message:
-        timeout_ms = max(0, int(1000 * (self.timeout_s if timeout_s is None else timeout_s)))
-        self._seq += 1
-        seq = self._seq
-        frames = encode(Message(type, seq=seq, arrays=arrays or {}, meta=meta or {}))
-        try:  # non-blocking first: the common case costs one call and no poll
-            send_frames(self.sock, frames, NOBLOCK)
-        except zmq.Again:  # not connected yet (IMMEDIATE) or the queue is full: wait for room, bounded
-            if not self._out.poll(timeout_ms):
-                raise BridgeTimeout(f"no connection to the bridge at {self.endpoint} within {timeout_ms} ms") from None
-            try:
-                send_frames(self.sock, frames)
-            except zmq.Again:
-                raise BridgeTimeout(f"could not send {type!r} to the bridge at {self.endpoint}") from None
-        deadline = now_ns() + timeout_ms * 1_000_000
-        wait_ms = timeout_ms
-        while True:
-            if wait_ms != self._rcvtimeo:  # blocking recv with a timeout: one libzmq call, no poller
-                self.sock.setsockopt(RCVTIMEO, wait_ms)
-                self._rcvtimeo = wait_ms
-            try:
-                frames = recv_frames(self.sock)
-            except zmq.Again:
-                raise BridgeTimeout(f"bridge at {self.endpoint} did not answer {type!r} within {timeout_ms} ms") from None
-            try:
-                reply = decode(frames, self.limits)
-            except ProtocolError as e:
-                raise BridgeError(e.code, f"malformed reply: {e.message}") from None
-            if reply.reply_to != seq:  # a late reply to an earlier, timed-out request: wait out the rest
-                wait_ms = (deadline - now_ns()) // 1_000_000
-                if wait_ms <= 0:
-                    raise BridgeTimeout(f"bridge at {self.endpoint} did not answer {type!r} within {timeout_ms} ms")
-                continue
-            if reply.type == "error":
-                raise BridgeError(str(reply.meta.get("code")), str(reply.meta.get("message")))
-            return reply
-
-    def hello(self) -> dict[str, Any]:
-        return self.request("hello").meta
-
-    def heartbeat(self) -> bool:
-        """True if the bridge's watchdog is tripped (it holds)."""
-        return bool(self.request("heartbeat").meta["watchdog"])
-
-    def stats(self) -> dict[str, Any]:
-        return self.request("stats").meta["stats"]
-
-    def _obs(self, r: Message) -> ObsReply:
-        m = r.meta
-        obs = dict(r.arrays)
-        obs["instruction"] = m["instruction"]
-        obs["episode_seed"] = m.get("episode_seed")
-        self.last_obs_seq = m["obs_seq"]
-        return ObsReply(obs, m["obs_seq"], m["t_obs"], m["t_bridge"], m["success"], m["terminated"],
-                        m["truncated"], m["episode"], m["watchdog"], m.get("t_next_tick"), now_ns())
-
-    def observe(self, privileged: bool = False) -> ObsReply:
-        return self._obs(self.request("observe", meta={"privileged": privileged}))
-
-    def reset(self, seed: int | None = None, privileged: bool = False) -> ObsReply:
-        return self._obs(self.request("reset", meta={"seed": seed, "privileged": privileged},
-                                      timeout_s=self.reset_timeout_s))
-
-    def act(self, action: np.ndarray, seq: int | None = None, obs_seq: int | None = None,
-            deadline_ns: int | None = None, observe: bool = False, privileged: bool = False) -> ActReply:
-        """Send one action (float [7]); `seq` defaults to this client's next action_seq, `obs_seq` to
-        the last observation received, `deadline_ns` (bridge clock) to receipt + the watchdog timeout.
-
-        observe=True: the reply also carries the bridge's newest observation (`ActReply.obs`, with
-        privileged arrays if asked), so a step costs one round trip instead of observe + act. In
-        lock-step mode that observation is the one this action produced (or, if the action was not
-        executed, the unchanged current one). In real-time mode it is the newest at receipt, i.e.
-        *before* the queued action runs at the next tick, so a real-time loop still observes after
-        the tick instead (deploy.control does)."""
-        if seq is None:
-            self._action_seq += 1
-            seq = self._action_seq
-        else:
-            self._action_seq = max(self._action_seq, seq)
-        meta = {"session": self.session, "action_seq": int(seq),
-                "obs_seq": int(self.last_obs_seq if obs_seq is None else obs_seq),
-                "deadline_ns": None if deadline_ns is None else int(deadline_ns)}
-        if observe:
-            meta["observe"] = True
-            meta["privileged"] = bool(privileged)
-        r = self.request("act", arrays={"action": np.asarray(action)}, meta=meta)
-        m = r.meta
-        ex = m.get("executed")
-        return ActReply(m["status"], m["reason"], None if ex is None else np.asarray(ex), m["watchdog"],
-                        m["t_bridge"], self._obs(r) if observe and "obs_seq" in m else None)  # older bridges: no obs

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.bridge import BridgeClient, BridgeTimeout, ObsReply
 from deploy.chunking import MODES, make_executor
+from deploy.client import BridgeClient, BridgeTimeout, ObsReply
 from deploy.runtime import Runtime
 
 

@@ -2,6 +2,7 @@
 
     filt = SafetyFilter(SafetyConfig(max_translation_m=0.05))
     verdict = filt.check(action, ee_pos)      # Verdict(action float64 [7] | None, status, reason, clamped)
+    floats, reason = filt.validate(action)    # the checks `check` rejects on, without clamping (on receipt)
     wd = Watchdog(timeout_s=0.2); wd.feed(now_ns); wd.check(now_ns) -> True when tripped
 
 Everything here runs on the robot side, after the network: a policy on another machine can send
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 ACTION_DIM = 7
+_SHAPE = (ACTION_DIM,)
 
 
 @dataclass(frozen=True)
@@ -59,16 +62,25 @@ class SafetyFilter:
         self._low = [float(x) for x in config.workspace_low]
         self._high = [float(x) for x in config.workspace_high]
 
-    def check(self, action: np.ndarray, ee_pos: np.ndarray | None) -> Verdict:
-        """Validate and clamp one action. `ee_pos` (m, base frame) enables the workspace box."""
-        a = np.asarray(action)
-        if a.shape != (ACTION_DIM,):
-            return Verdict(None, "rejected", f"action shape {a.shape}, expected ({ACTION_DIM},)")
+    def validate(self, action: Any) -> tuple[list[float] | None, str]:
+        """What an action is rejected for (shape, dtype, NaN/inf), without clamping: the bridge checks
+        this on receipt and clamps at execution, at the pose of that moment. Returns the action as 7
+        python floats (a private copy: cheaper than numpy at this size) and "", or None and the reason."""
+        a = action if type(action) is np.ndarray else np.asarray(action)
+        if a.shape != _SHAPE:
+            return None, f"action shape {a.shape}, expected ({ACTION_DIM},)"
         if a.dtype.kind not in "fiu":
-            return Verdict(None, "rejected", f"action dtype {a.dtype} is not numeric")
-        v = [float(x) for x in a.tolist()]  # 7 python floats: cheaper than numpy at this size, and a copy
-        if not all(math.isfinite(x) for x in v):
-            return Verdict(None, "rejected", "action has NaN/inf")
+            return None, f"action dtype {a.dtype} is not numeric"
+        v = list(map(float, a.tolist()))
+        if not all(map(math.isfinite, v)):
+            return None, "action has NaN/inf"
+        return v, ""
+
+    def check(self, action: Any, ee_pos: np.ndarray | None) -> Verdict:
+        """Validate and clamp one action. `ee_pos` (m, base frame) enables the workspace box."""
+        v, why = self.validate(action)
+        if v is None:
+            return Verdict(None, "rejected", why)
         reasons = []
         cfg = self.config
         for lo, limit, what in ((0, cfg.max_translation_m, "translation"), (3, cfg.max_rotation_rad, "rotation")):

@@ -14,12 +14,19 @@ Two step shapes, each over tcp loopback and ipc, each against a raw pyzmq loop o
                  pure transport number and has no ratio.
 - raw_zmq / raw_zmq_step: the same messages with the same bytes over bare DEALER/ROUTER multipart,
                  no header, no checks: the floor a hand-written pyzmq loop would reach (goal: bridge
-                 <= 1.3x of it). Same send strategy as the bridge: images zero-copy, small frames
-                 copied, so the ratio is the protocol's overhead.
+                 <= 1.3x of it). Images zero-copy on every send (`send(img, copy=False)`), small
+                 frames copied: the plain pyzmq way.
+- raw_zmq_frame / raw_zmq_step_frame: the same, but the images wrapped in zmq.Frames once and every
+                 send sharing them by reference, which is what the bridge does with an observation it
+                 answers more than once (deploy.protocol.WireArrays): pyzmq then registers the buffer
+                 with its garbage-collector thread once, not on every send. Here the real-time bridge
+                 answers each observation many times between its 10 Hz ticks, so this is the baseline
+                 with the bridge's own send strategy, and the ratio against it is the protocol's
+                 overhead alone; reported with its own ratio so neither baseline is hidden.
 - raw_zmq_copy / raw_zmq_step_copy: the same, but every frame copied. On some hosts and heap states
                  that is faster for 147 KiB images, on others 2x slower (glibc trims the freed copies
                  and faults them back in: deploy/protocol.py ZERO_COPY_MIN_BYTES), which is why the
-                 bridge does not do it; reported with its own ratio so neither baseline is hidden.
+                 bridge does not do it; reported with its own ratio.
 - openpi:        openpi-client's WebsocketClientPolicy.infer(obs) against an openpi-style asyncio
                  websockets server (metadata on connect, msgpack_numpy both ways, compression off),
                  1 round trip with the obs going up: what a user of openpi's serving stack would run;
@@ -74,9 +81,13 @@ def _bridge_server(endpoint: str, hz: float, lockstep: bool, q) -> None:
     server.serve_forever()
 
 
-def _raw_server(endpoint: str, copy: bool, q) -> None:
+RAW_MODES = ("", "_frame", "_copy")  # row suffixes of the raw baselines (see the module docstring)
+
+
+def _raw_server(endpoint: str, mode: str, q) -> None:
     """b"o" -> obs frames; [b"a", action] -> b"ok"; [b"s", action] -> obs frames (the 1-round-trip step).
-    copy=False: images zero-copy, small frames copied (the cheaper way for each); copy=True: all copied."""
+    mode "": images zero-copy on every send, small frames copied (the cheaper way for each); "_frame":
+    images as zmq.Frames made once, sent by reference; "_copy": all copied."""
     import zmq
 
     imgs, state, _ = _payload()
@@ -85,6 +96,8 @@ def _raw_server(endpoint: str, copy: bool, q) -> None:
     sock.bind(endpoint)
     q.put(sock.getsockopt_string(zmq.LAST_ENDPOINT))
     obs_frames = [imgs["agentview"], imgs["wrist"], state]
+    if mode == "_frame":
+        obs_frames[:2] = [zmq.Frame(a, copy=False) for a in obs_frames[:2]]
     while True:
         frames = sock.recv_multipart(copy=False)
         ident, kind = frames[0].bytes, frames[1].bytes
@@ -92,7 +105,7 @@ def _raw_server(endpoint: str, copy: bool, q) -> None:
             np.frombuffer(frames[2].buffer, np.float32)  # read the action like a real server would
         if kind == b"a":
             sock.send_multipart([ident, b"ok"])
-        elif copy:
+        elif mode == "_copy":
             sock.send_multipart([ident, b"obs", *obs_frames])
         else:
             sock.send(ident, zmq.SNDMORE)
@@ -254,8 +267,9 @@ def bench_jitter(hz: float, seconds: float) -> dict[str, float]:
 
 
 def bench_codec(n: int = 2000) -> dict[str, float]:
-    """In-process cost of the protocol layer alone (no sockets), median us per call."""
-    from deploy.protocol import Message, decode, encode
+    """In-process cost of the protocol layer alone (no sockets), median us per call. obs_wire: the
+    observation laid out once (WireArrays), as the bridge encodes its replies."""
+    from deploy.protocol import Message, WireArrays, decode, encode
 
     imgs, state, action = _payload()
     obs = Message("observe", seq=1, reply_to=1, arrays={**imgs, "state": state},
@@ -264,9 +278,10 @@ def bench_codec(n: int = 2000) -> dict[str, float]:
                         "watchdog": False, "obs_seq_now": 1, "t_bridge": 1, "t_next_tick": 1})
     act = Message("act", seq=2, arrays={"action": action},
                   meta={"session": "0" * 32, "action_seq": 1, "obs_seq": 1, "deadline_ns": 1})
+    obs_wire = Message("observe", seq=1, reply_to=1, arrays=WireArrays(obs.arrays), meta=obs.meta)
     out = {}
-    for name, msg in (("obs", obs), ("act", act)):
-        frames = [bytes(f) if not isinstance(f, bytes) else f for f in encode(msg)]
+    for name, msg in (("obs", obs), ("obs_wire", obs_wire), ("act", act)):
+        frames = [f if isinstance(f, bytes) else bytes(memoryview(f)) for f in encode(msg)]
         for op, fn in (("encode", lambda m=msg: encode(m)), ("decode", lambda f=frames: decode(f))):
             ts = []
             for _ in range(n):
@@ -293,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for transport, bind in (("tcp", "tcp://127.0.0.1:*"), ("ipc", f"ipc://{tmp}/{{}}.sock")):
             servers = {"rt": (_bridge_server, 10.0, False), "ls": (_bridge_server, 10.0, True),
-                       "raw": (_raw_server, False), "raw_copy": (_raw_server, True)}
+                       **{"raw" + mode: (_raw_server, mode) for mode in RAW_MODES}}
             eps, pids = {}, {}
             for name, (server, *server_args) in servers.items():
                 proc, eps[name] = _start(server, bind.format(name), *server_args)
@@ -302,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[f"bridge_{transport}"] = (bench_bridge, eps["rt"], pids["rt"])
             runs[f"bridge_step_{transport}"] = (bench_bridge_step, eps["rt"], pids["rt"])
             runs[f"bridge_step_lockstep_{transport}"] = (bench_bridge_step, eps["ls"], pids["ls"])
-            for mode in ("", "_copy"):
+            for mode in RAW_MODES:
                 srv = "raw" + mode
                 runs[f"raw_zmq{mode}_{transport}"] = (bench_raw, eps[srv], pids[srv])
                 runs[f"raw_zmq_step{mode}_{transport}"] = (bench_raw_step, eps[srv], pids[srv])
@@ -340,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {}
     for t in ("tcp", "ipc"):
         for shape in ("", "_step"):
-            for mode in ("", "_copy"):
+            for mode in RAW_MODES:
                 raw = results[f"raw_zmq{shape}{mode}_{t}"]
                 for q in ("p50_us", "p99_us", "cpu_us_per_step"):
                     if q in raw:
@@ -362,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         "notes": "bridge and raw_zmq: observe + act = 2 round trips; bridge_step and raw_zmq_step: act with the "
                  "observation in the reply = 1 round trip; openpi: infer = 1 round trip (obs up, action down). "
                  "bridge_step_lockstep includes the bridge's safety clamp and robot step (no raw equivalent). "
-                 "ratio < 1 means the bridge is faster; *_vs_raw_zmq* ratios compare with the raw loop that sends "
-                 "images zero-copy like the bridge (the protocol's overhead), *_vs_raw_zmq*_copy* with the all-copy loop. "
+                 "ratio < 1 means the bridge is faster; *_vs_raw_zmq_* ratios compare with the raw loop that sends "
+                 "images zero-copy on every send, *_frame* with the raw loop that shares images made into zmq.Frames "
+                 "once (the bridge's strategy for an observation answered many times: the protocol's overhead alone), "
+                 "*_copy* with the all-copy loop. "
                  "cpu_us_per_step: CPU of the client process (with its zmq threads) plus the server process per "
                  "step (warm-up steps included), less sensitive to a busy host than latency; *_cpu ratios use it.",
     }

@@ -96,3 +96,21 @@ def test_error_reply_raises(make_bridge):
         with pytest.raises(BridgeError, match="bad_request"):
             c.request("act", meta={"session": "x"})
         assert c.heartbeat() in (True, False)  # still serving
+
+
+class _BadImageRobot(KinematicRobot):
+    """A robot whose observation cannot go on the wire (complex images): an `internal` error."""
+
+    def _make_obs(self):
+        obs = super()._make_obs()
+        obs.images["agentview"] = np.zeros((4, 4, 3), np.complex64)
+        return obs
+
+
+def test_internal_error_reply_reaches_the_client(make_bridge):
+    server = make_bridge(robot=_BadImageRobot(image_size=8), lockstep=True)
+    with BridgeClient(server.endpoint, timeout_s=1.0) as c:
+        with pytest.raises(BridgeError, match="internal"):  # addressed to the request: no timeout
+            c.observe()
+        assert c.heartbeat() in (True, False)  # still serving
+        assert c.stats()["errors.internal"] == 1

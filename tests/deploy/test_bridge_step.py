@@ -11,7 +11,7 @@ import zmq
 
 from deploy.bridge import BridgeClient, BridgeError
 from deploy.control import ControlConfig, ControlLoop
-from deploy.protocol import ZERO_COPY_MIN_BYTES, Message, decode, encode, recv_frames, send_frames
+from deploy.protocol import ZERO_COPY_MIN_BYTES, Message, WireArrays, decode, encode, recv_frames, send_frames
 from deploy.robot import KinematicRobot, goal_expert
 from deploy.runtime import PolicyRuntime
 
@@ -93,6 +93,28 @@ def test_realtime_control_loop_still_observes_after_the_tick(make_bridge):
     assert rep.success and s["requests.observe"] >= rep.steps
 
 
+def test_observation_is_laid_out_once_and_follows_the_robot(make_bridge):
+    """Each observation is laid out for the wire once (224 px images: shared zmq.Frames) and reused by
+    every reply until the robot steps or resets; plain and privileged layouts are kept apart, and no
+    reply's own fields leak into the next one."""
+    server = make_bridge(robot=KinematicRobot(image_size=224), lockstep=True)
+    with BridgeClient(server.endpoint) as c:
+        o = c.observe()
+        again = c.observe()
+        assert again.obs_seq == o.obs_seq and o.obs["agentview"].shape == (224, 224, 3)
+        np.testing.assert_array_equal(again.obs["agentview"], o.obs["agentview"])
+        assert "goal" in c.observe(privileged=True).obs and "goal" not in c.observe().obs
+        r = c.act(STEP, obs_seq=o.obs_seq, observe=True, privileged=True)
+        assert r.status == "executed" and r.obs.obs_seq == o.obs_seq + 1 and "goal" in r.obs.obs
+        assert r.obs.obs["state"][0] == pytest.approx(0.46)
+        plain = c.request("observe").meta
+        assert plain["obs_seq"] == r.obs.obs_seq and "status" not in plain and "executed" not in plain
+        assert c.observe().obs["state"][0] == pytest.approx(0.46)
+        new = c.reset(seed=5)
+        assert new.episode == 1 and c.observe().obs["episode_seed"] == 5
+        assert not np.array_equal(c.observe().obs["agentview"], o.obs["agentview"])  # new episode, new images
+
+
 @pytest.fixture
 def pair():
     ctx = zmq.Context()
@@ -127,3 +149,18 @@ def test_recv_frames_times_out_like_recv(pair):
         recv_frames(b)
     with pytest.raises(zmq.Again):
         recv_frames(b, zmq.NOBLOCK)
+
+
+def test_wire_arrays_are_sent_many_times_by_reference(pair):
+    a, b = pair
+    img = np.full((224, 224, 3), 7, np.uint8)
+    img.flags.writeable = False
+    wire = WireArrays({"img": img, "state": np.arange(8, dtype=np.float32)})
+    assert isinstance(wire.bufs[0], zmq.Frame) and type(wire.bufs[1]) is bytes  # big: by reference; small: copied
+    for seq in range(3):
+        send_frames(a, encode(Message("observe", seq, wire, {"i": seq})))
+    for seq in range(3):
+        out = decode(recv_frames(b))
+        assert out.seq == seq and out.meta == {"i": seq} and list(out.arrays) == ["img", "state"]
+        np.testing.assert_array_equal(out.arrays["img"], img)
+        np.testing.assert_array_equal(out.arrays["state"], np.arange(8, dtype=np.float32))

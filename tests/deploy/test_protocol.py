@@ -14,6 +14,7 @@ from deploy.protocol import (
     Message,
     ProtocolError,
     ProtocolLimits,
+    WireArrays,
     decode,
     encode,
 )
@@ -51,6 +52,21 @@ def test_decode_is_zero_copy_and_read_only():
     out = decode([frames[0], buf])
     assert np.shares_memory(out.arrays["a"], np.frombuffer(buf, np.uint8))
     assert not out.arrays["a"].flags.writeable
+
+
+def test_wire_arrays_encode_like_the_dict():
+    arrays = {"img": np.arange(224 * 224 * 3, dtype=np.uint8).reshape(224, 224, 3),
+              "view": np.arange(24, dtype=">f4").reshape(4, 6)[:, ::2], "scalar": np.array(3.5, np.float32)}
+    wire = WireArrays(arrays)
+    for sent in (arrays, wire, wire):  # a WireArrays encodes again and again
+        out = decode([f if isinstance(f, bytes) else bytes(memoryview(f)) for f in
+                      encode(Message("observe", seq=2, arrays=sent, meta={"k": 1}, reply_to=1))])
+        assert list(out.arrays) == ["img", "view", "scalar"] and out.meta == {"k": 1} and out.reply_to == 1
+        for name, a in arrays.items():
+            np.testing.assert_array_equal(out.arrays[name], a)
+            assert out.arrays[name].shape == a.shape and out.arrays[name].dtype == a.dtype.newbyteorder("<")
+    with pytest.raises(ValueError, match="whitelist"):
+        WireArrays({"a": np.array([object()])})
 
 
 def test_encode_rejects_object_dtype_and_unknown_type():

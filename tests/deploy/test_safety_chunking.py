@@ -36,8 +36,21 @@ def test_workspace_box():
 @pytest.mark.parametrize("bad", [np.full(7, np.nan), np.array([np.inf, 0, 0, 0, 0, 0, 0]), np.zeros(6),
                                  np.zeros((2, 7)), np.array(["a"] * 7)])
 def test_rejects_malformed(bad):
-    v = SafetyFilter(SafetyConfig()).check(bad, HOME)
+    f = SafetyFilter(SafetyConfig())
+    v = f.check(bad, HOME)
     assert v.status == "rejected" and v.action is None
+    assert f.validate(bad) == (None, v.reason)  # what the bridge checks on receipt: the same verdict
+
+
+def test_validate_returns_a_private_float_copy_without_clamping():
+    f = SafetyFilter(SafetyConfig())
+    a = np.array([0.3, 0.4, 0.0, 0.0, 0.0, 1.0, 5.0], np.float32)  # check() would clamp all of this
+    v, why = f.validate(a)
+    assert why == "" and v == pytest.approx(a.tolist()) and all(type(x) is float for x in v)
+    a[0] = 9.0
+    assert v[0] == pytest.approx(0.3)  # a copy, not a view of the (zmq frame) array
+    assert f.validate(np.arange(7, dtype=np.int16)) == ([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "")
+    assert f.validate(np.zeros(7, bool))[0] is None
 
 
 def test_config_validation_names_field():

@@ -44,6 +44,11 @@ from vla.model.vision import VisionTower
 CONFIG_FORMAT = "vla-policy/1"
 
 
+# the prompt-pooling scores are scaled up: token embeddings are small (~0.4 norm), so unscaled scores move
+# ~10x too slowly under Adam for the pooling to single out the instruction's one informative word in time
+FILM_POOL_SCALE = 10.0
+
+
 def _build_lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -278,7 +283,7 @@ class VLAPolicy(nn.Module):
 
     def _film(self, feats: torch.Tensor, txt: torch.Tensor, prompt_mask: torch.Tensor, cameras: int) -> torch.Tensor:
         """feats [B*C, P, Dv] * (1 + gamma) + beta, (gamma, beta) = Linear(attention-pooled prompt embeddings)."""
-        score = self.film_pool(txt.to(self.film_pool.weight.dtype)).squeeze(-1).float()  # [B, T]
+        score = FILM_POOL_SCALE * self.film_pool(txt.to(self.film_pool.weight.dtype)).squeeze(-1).float()  # [B, T]
         score = score.masked_fill(~prompt_mask.bool(), -1e9)  # finite: exports cleanly, exp() is exactly 0
         w = torch.softmax(score, dim=1).unsqueeze(-1).to(txt.dtype)  # [B, T, 1]
         pooled = (w * txt).sum(1)  # [B, D]

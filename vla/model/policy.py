@@ -123,6 +123,9 @@ class VLAPolicy(nn.Module):
             self.film_pool = nn.Linear(d, 1)
             nn.init.zeros_(self.film_pool.weight)
             nn.init.zeros_(self.film_pool.bias)
+            # ...starting from inverse document frequency over the training prompts (`set_prompt_idf`): words
+            # every prompt shares (the template) carry no information about which object is meant
+            self.register_buffer("prompt_idf", torch.ones(self.vocab_size))  # [V]; saved with the weights
         n = cfg.action.num_action_tokens
         self.action_slots = nn.Parameter(torch.randn(n, d) * 0.02)  # [n, D] parallel-decoding placeholders
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -143,7 +146,19 @@ class VLAPolicy(nn.Module):
             if path is None:
                 raise ValueError("TextConfig.kind='pretrained' needs text.path or lm.pretrained")
             text = TextTokenizer.from_pretrained_dir(path)
-        return cls(cfg, text, _text_vocab_size(cfg, text))
+        policy = cls(cfg, text, _text_vocab_size(cfg, text))
+        if policy.film is not None and instructions:
+            policy.set_prompt_idf(instructions)
+        return policy
+
+    def set_prompt_idf(self, instructions: Sequence[str]) -> None:
+        """FiLM's prompt pooling prior: idf(t) = log((N + 1) / (df(t) + 1)) over the N distinct prompts, so a
+        token in every prompt weighs ~0 and one never seen weighs most."""
+        prompts = sorted(set(instructions))
+        df = torch.zeros(self.vocab_size)
+        for text in prompts:
+            df[sorted(set(self.prompt_ids(text)))] += 1
+        self.prompt_idf.copy_(torch.log((len(prompts) + 1) / (df + 1)))
 
     @property
     def num_visual_tokens(self) -> int:
@@ -268,7 +283,7 @@ class VLAPolicy(nn.Module):
         txt = self.embed_tokens(prompt_ids)  # [B, T, D]
         feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
         if self.film is not None:
-            feats = self._film(feats, txt, prompt_mask, c)
+            feats = self._film(feats, txt, prompt_ids, prompt_mask, c)
         vis = self.projector(feats).reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
             vis = vis + self.visual_pos.to(vis.dtype)
@@ -281,9 +296,11 @@ class VLAPolicy(nn.Module):
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 
-    def _film(self, feats: torch.Tensor, txt: torch.Tensor, prompt_mask: torch.Tensor, cameras: int) -> torch.Tensor:
+    def _film(self, feats: torch.Tensor, txt: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+              cameras: int) -> torch.Tensor:
         """feats [B*C, P, Dv] * (1 + gamma) + beta, (gamma, beta) = Linear(attention-pooled prompt embeddings)."""
         score = FILM_POOL_SCALE * self.film_pool(txt.to(self.film_pool.weight.dtype)).squeeze(-1).float()  # [B, T]
+        score = score + torch.log(self.prompt_idf[prompt_ids].float() + 1e-3)  # weights start idf-proportional
         score = score.masked_fill(~prompt_mask.bool(), -1e9)  # finite: exports cleanly, exp() is exactly 0
         w = torch.softmax(score, dim=1).unsqueeze(-1).to(txt.dtype)  # [B, T, 1]
         pooled = (w * txt).sum(1)  # [B, D]

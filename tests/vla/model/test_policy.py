@@ -147,3 +147,20 @@ def test_film_conditions_the_image_tokens_on_the_instruction(tmp_path) -> None:
     assert loaded.cfg.film and torch.equal(loaded.film.weight, policy.film.weight)
     obs = make_obs(3, "lift")
     np.testing.assert_array_equal(loaded.predict_action(obs), policy.predict_action(obs))
+
+
+def test_film_prompt_pooling_starts_from_idf_over_the_training_prompts(tmp_path) -> None:
+    """Template tokens (in every prompt) get ~no pooling weight; the words that tell prompts apart do; the
+    prior is saved with the weights."""
+    words = ["reach the red cube", "reach the blue cube", "pick up the red cube", "pick up the blue cube"]
+    torch.manual_seed(0)
+    policy = VLAPolicy.from_config(debug_config(projector="pixel_shuffle", decoding="parallel", film=True),
+                                   instructions=words)
+    sets = [set(policy.prompt_ids(w)) for w in words]
+    shared = set.intersection(*sets)  # the template and "the cube"
+    red_only = (sets[0] & sets[2]) - sets[1] - sets[3]  # the colour word's tokens
+    assert shared and red_only
+    assert all(float(policy.prompt_idf[i]) == pytest.approx(0.0) for i in shared)
+    assert all(float(policy.prompt_idf[i]) == pytest.approx(np.log(5 / 3)) for i in red_only)
+    policy.save_pretrained(tmp_path / "ckpt")
+    assert torch.equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").prompt_idf, policy.prompt_idf)

@@ -122,7 +122,7 @@ def test_visual_position_embedding_distinguishes_token_order() -> None:
 
 def test_film_conditions_the_image_tokens_on_the_instruction(tmp_path) -> None:
     """film=True: zero-initialised it changes nothing; trained, the image tokens depend on the instruction
-    (and only on its real tokens, not the padding); the weights get gradients and survive save/load."""
+    (and only on its real tokens, not on the padding); the weights get gradients and survive save/load."""
     policy = make_policy(projector="pixel_shuffle", decoding="parallel", film=True)
     assert policy.film is not None and policy.film.out_features == 2 * policy.vision.hidden_size
     k = policy.num_visual_tokens
@@ -138,8 +138,9 @@ def test_film_conditions_the_image_tokens_on_the_instruction(tmp_path) -> None:
         policy.film.weight.normal_(0.0, 0.5)
     assert not torch.allclose(visual(red), visual(blue))
     padded = dict(red, prompt_ids=red["prompt_ids"].masked_fill(~red["prompt_mask"].bool(), 7))
-    assert torch.equal(visual(red), visual(padded))  # the masked mean ignores what sits under the padding
-    batch = {**red, **dict(zip(("action_ids", "action_mask"), policy.actions_to_ids(np.zeros((1, 2, 7)))))}
+    assert torch.equal(visual(red), visual(padded))  # the pooling ignores what sits under the padding
+    action_ids, action_mask = policy.actions_to_ids(np.zeros((1, 2, 7)))
+    batch = {**red, "action_ids": action_ids, "action_mask": action_mask}
     policy.compute_loss(batch)[0].backward()
     assert policy.film.weight.grad is not None and policy.film.weight.grad.abs().sum() > 0
     policy.eval().save_pretrained(tmp_path / "ckpt")

@@ -30,6 +30,7 @@ from torch import nn
 
 from vla.model.checkpoint import atomic_directory
 from vla.model.config import VLAConfig
+from vla.model.film import InstructionFiLM
 from vla.model.projectors import build_projector
 from vla.model.text import TextTokenizer
 from vla.model.transforms import (
@@ -42,11 +43,6 @@ from vla.model.transforms import (
 from vla.model.vision import VisionTower
 
 CONFIG_FORMAT = "vla-policy/1"
-
-
-# the prompt-pooling scores are scaled up: token embeddings are small (~0.4 norm), so unscaled scores move
-# ~10x too slowly under Adam for the pooling to single out the instruction's one informative word in time
-FILM_POOL_SCALE = 10.0
 
 
 def _build_lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
@@ -112,20 +108,8 @@ class VLAPolicy(nn.Module):
         self.aux_head = nn.Linear(d, cfg.aux_state_dim) if cfg.aux_state_dim else None  # training-only head
         # aux_source="visual": one pointer score per image token (training-only, as the head)
         self.aux_score = nn.Linear(d, 1) if cfg.aux_state_dim and cfg.aux_source == "visual" else None
-        self.film = None
-        self.film_pool = None
-        if cfg.film:  # instruction -> (gamma, beta) per vision channel; zero init = identity at the start
-            self.film = nn.Linear(d, 2 * self.vision.hidden_size)
-            nn.init.zeros_(self.film.weight)
-            nn.init.zeros_(self.film.bias)
-            # which prompt tokens to listen to: one score per token (zero init = the plain mean at the start).
-            # A plain mean drowns the one word that matters ("red") in the ~20 template tokens around it
-            self.film_pool = nn.Linear(d, 1)
-            nn.init.zeros_(self.film_pool.weight)
-            nn.init.zeros_(self.film_pool.bias)
-            # ...starting from inverse document frequency over the training prompts (`set_prompt_idf`): words
-            # every prompt shares (the template) carry no information about which object is meant
-            self.register_buffer("prompt_idf", torch.ones(self.vocab_size))  # [V]; saved with the weights
+        # film: the instruction scales and shifts the vision features (vla.model.film; identity at init)
+        self.film = InstructionFiLM(d, self.vision.hidden_size, self.vocab_size) if cfg.film else None
         n = cfg.action.num_action_tokens
         self.action_slots = nn.Parameter(torch.randn(n, d) * 0.02)  # [n, D] parallel-decoding placeholders
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -152,13 +136,8 @@ class VLAPolicy(nn.Module):
         return policy
 
     def set_prompt_idf(self, instructions: Sequence[str]) -> None:
-        """FiLM's prompt pooling prior: idf(t) = log((N + 1) / (df(t) + 1)) over the N distinct prompts, so a
-        token in every prompt weighs ~0 and one never seen weighs most."""
-        prompts = sorted(set(instructions))
-        df = torch.zeros(self.vocab_size)
-        for text in prompts:
-            df[sorted(set(self.prompt_ids(text)))] += 1
-        self.prompt_idf.copy_(torch.log((len(prompts) + 1) / (df + 1)))
+        """FiLM's prompt-pooling prior: inverse document frequency over the distinct training prompts."""
+        self.film.set_idf([self.prompt_ids(text) for text in sorted(set(instructions))])
 
     @property
     def num_visual_tokens(self) -> int:
@@ -283,7 +262,7 @@ class VLAPolicy(nn.Module):
         txt = self.embed_tokens(prompt_ids)  # [B, T, D]
         feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
         if self.film is not None:
-            feats = self._film(feats, txt, prompt_ids, prompt_mask, c)
+            feats = self.film(feats, txt, prompt_ids, prompt_mask, c)
         vis = self.projector(feats).reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
             vis = vis + self.visual_pos.to(vis.dtype)
@@ -295,19 +274,6 @@ class VLAPolicy(nn.Module):
             parts.append(self.state_proj(state.to(self.state_proj.weight.dtype))[:, None].to(txt.dtype))  # [B, 1, D]
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
-
-    def _film(self, feats: torch.Tensor, txt: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-              cameras: int) -> torch.Tensor:
-        """feats [B*C, P, Dv] * (1 + gamma) + beta, (gamma, beta) = Linear(attention-pooled prompt embeddings)."""
-        score = FILM_POOL_SCALE * self.film_pool(txt.to(self.film_pool.weight.dtype)).squeeze(-1).float()  # [B, T]
-        score = score + torch.log(self.prompt_idf[prompt_ids].float() + 1e-3)  # weights start idf-proportional
-        score = score.masked_fill(~prompt_mask.bool(), -1e9)  # finite: exports cleanly, exp() is exactly 0
-        w = torch.softmax(score, dim=1).unsqueeze(-1).to(txt.dtype)  # [B, T, 1]
-        pooled = (w * txt).sum(1)  # [B, D]
-        gamma, beta = self.film(pooled.to(self.film.weight.dtype)).chunk(2, -1)  # [B, Dv] each
-        gamma = gamma.repeat_interleave(cameras, 0).unsqueeze(1).to(feats.dtype)  # [B*C, 1, Dv]: row b*C + c, as feats
-        beta = beta.repeat_interleave(cameras, 0).unsqueeze(1).to(feats.dtype)
-        return feats * (1 + gamma) + beta
 
     def sequence_mask(self, valid: torch.Tensor, prefix_len: int, bidirectional_tail: bool = False) -> torch.Tensor:
         """bool [B, 1, T, T] attention layout of [prefix: prefix_len][tail] over `valid` [B, T]: causal, the

@@ -29,7 +29,7 @@ def exported(request, tmp_path_factory):
     policy = make_policy(projector=projector, decoding=mode, **extra).eval()
     if policy.film is not None:  # zero-initialised FiLM is the identity: give it weights that do something
         with torch.no_grad():
-            policy.film.weight.normal_(0.0, 0.5)
+            policy.film.proj.weight.normal_(0.0, 0.5)
     out = tmp_path_factory.mktemp(f"export-{projector}") / "export"
     mp = pytest.MonkeyPatch()
     if projector == "resampler":  # exercise external weight files on one export

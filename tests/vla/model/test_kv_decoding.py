@@ -183,7 +183,7 @@ def test_bidirectional_prefix_decodes_like_training_sees_it(decoding: str) -> No
                        visual_pos_embed=True, film=True)
     policy = VLAPolicy.from_config(cfg, instructions=[SHORT, LONG])
     with torch.no_grad():  # FiLM starts as the identity: make it act
-        policy.film.weight.normal_(0.0, 0.5)
+        policy.film.proj.weight.normal_(0.0, 0.5)
     rng = np.random.default_rng(0)
     policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(200, 7)))),
                            Normalizer(NormStats.fit(rng.normal(size=(200, 8))), mask=np.ones(8, dtype=bool)))
@@ -199,7 +199,7 @@ def test_bidirectional_prefix_decodes_like_training_sees_it(decoding: str) -> No
     # image tokens' final hidden states depend on the instruction only with the bidirectional prefix (FiLM,
     # which conditions them before the LM, back to the identity for this check)
     with torch.no_grad():
-        policy.film.weight.zero_()
+        policy.film.proj.weight.zero_()
     from vla.model.transforms import attention_mask_4d, position_ids
 
     def image_hidden(text: str, bidirectional: bool) -> torch.Tensor:

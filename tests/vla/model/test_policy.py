@@ -124,7 +124,7 @@ def test_film_conditions_the_image_tokens_on_the_instruction(tmp_path) -> None:
     """film=True: zero-initialised it changes nothing; trained, the image tokens depend on the instruction
     (and only on its real tokens, not on the padding); the weights get gradients and survive save/load."""
     policy = make_policy(projector="pixel_shuffle", decoding="parallel", film=True)
-    assert policy.film is not None and policy.film.out_features == 2 * policy.vision.hidden_size
+    assert policy.film is not None and policy.film.proj.out_features == 2 * policy.vision.hidden_size
     k = policy.num_visual_tokens
     red, blue = (policy.prepare_observations([make_obs(0, text)]) for text in ("pick up the red cube", "lift"))
     blue["pixel_values"], blue["state"] = red["pixel_values"], red["state"]  # same images, other instruction
@@ -135,17 +135,17 @@ def test_film_conditions_the_image_tokens_on_the_instruction(tmp_path) -> None:
 
     assert torch.equal(visual(red), visual(blue))  # zero init: the identity
     with torch.no_grad():
-        policy.film.weight.normal_(0.0, 0.5)
+        policy.film.proj.weight.normal_(0.0, 0.5)
     assert not torch.allclose(visual(red), visual(blue))
     padded = dict(red, prompt_ids=red["prompt_ids"].masked_fill(~red["prompt_mask"].bool(), 7))
     assert torch.equal(visual(red), visual(padded))  # the pooling ignores what sits under the padding
     action_ids, action_mask = policy.actions_to_ids(np.zeros((1, 2, 7)))
     batch = {**red, "action_ids": action_ids, "action_mask": action_mask}
     policy.compute_loss(batch)[0].backward()
-    assert policy.film.weight.grad is not None and policy.film.weight.grad.abs().sum() > 0
+    assert policy.film.proj.weight.grad is not None and policy.film.proj.weight.grad.abs().sum() > 0
     policy.eval().save_pretrained(tmp_path / "ckpt")
     loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
-    assert loaded.cfg.film and torch.equal(loaded.film.weight, policy.film.weight)
+    assert loaded.cfg.film and torch.equal(loaded.film.proj.weight, policy.film.proj.weight)
     obs = make_obs(3, "lift")
     np.testing.assert_array_equal(loaded.predict_action(obs), policy.predict_action(obs))
 
@@ -161,7 +161,7 @@ def test_film_prompt_pooling_starts_from_idf_over_the_training_prompts(tmp_path)
     shared = set.intersection(*sets)  # the template and "the cube"
     red_only = (sets[0] & sets[2]) - sets[1] - sets[3]  # the colour word's tokens
     assert shared and red_only
-    assert all(float(policy.prompt_idf[i]) == pytest.approx(0.0) for i in shared)
-    assert all(float(policy.prompt_idf[i]) == pytest.approx(np.log(5 / 3)) for i in red_only)
+    assert all(float(policy.film.idf[i]) == pytest.approx(0.0) for i in shared)
+    assert all(float(policy.film.idf[i]) == pytest.approx(np.log(5 / 3)) for i in red_only)
     policy.save_pretrained(tmp_path / "ckpt")
-    assert torch.equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").prompt_idf, policy.prompt_idf)
+    assert torch.equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").film.idf, policy.film.idf)

@@ -180,10 +180,10 @@ class VLAConfig:
     # attention inside the prefix [images][prompt][state]: "causal" (OpenVLA) or "bidirectional" (prefix-LM,
     # PaliGemma / pi0): image tokens then see the instruction and can mark the object it names
     prefix_attention: str = "causal"
-    # FiLM (RT-1): scale and shift every vision-feature channel by a function of the instruction (masked mean of
-    # the prompt's token embeddings), before the projector. The image tokens then already say "this is the
-    # cube the instruction names", which a small LM trained from scratch otherwise has to learn to look up
-    # through two attention hops. Zero-initialised: the policy starts as if it were off
+    # FiLM (RT-1): scale and shift every vision-feature channel by a function of the instruction (the prompt's
+    # token embeddings, attention-pooled from an idf prior: vla.model.film), before the projector. The image
+    # tokens then already say "this is the cube the instruction names", which a small LM trained from scratch
+    # otherwise has to learn to look up through two attention hops. Zero-initialised: starts as if it were off
     film: bool = False
 
     def __post_init__(self) -> None:

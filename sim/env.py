@@ -12,6 +12,12 @@ instruction templates) and `_success()`, plus its scripted expert. Observation/a
     info    {"success": bool}; reward = 1.0 on success steps; terminated on success (configurable),
             truncated at the horizon.
 
+Tasks with `TARGET_CHOICE` (ReachCube, PickCube) take `reset(seed=s, options={"target": k})`: the same
+scene as `reset(seed=s)` (layout, colours, template) with cube k named as the target instead of cube 0. All
+their cubes lie in the split's cells, so every choice of k is a valid scene of the split. Recording each
+scene once per cube (`vla sim demos --every-target`) gives contrastive demos: identical first images,
+different instructions and actions, which a policy can only fit by reading the instruction.
+
 Same seed => same episode, bit-identical observations (MuJoCo is deterministic on one machine and
 the layout comes only from `self.np_random`).
 """
@@ -130,6 +136,7 @@ class TabletopEnv(gym.Env):
     PAD_SHAPE: ClassVar[str] = "square"
     PAD_SIZE: ClassVar[float] = 0.05
     MIN_TARGET_CUBES: ClassVar[int] = 1  # cubes the task needs besides distractors
+    TARGET_CHOICE: ClassVar[bool] = False  # reset(options={"target": k}) names cube k (see module doc)
 
     def __init__(self, config: TaskConfig, render_mode: str | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
@@ -185,6 +192,7 @@ class TabletopEnv(gym.Env):
         high = np.array([c.max_dpos] * 3 + [c.max_drot] * 3 + [1.0], dtype=np.float32)
         self.action_space = gym.spaces.Box(-high, high, dtype=np.float32)
         self.colours: dict[str, str] = {}  # object name ("cube0", "pad1") -> colour name, set per episode
+        self._target_option: int | None = None  # reset(options={"target": k}), TARGET_CHOICE tasks only
         self.instruction = ""
         self._t = 0
 
@@ -201,6 +209,7 @@ class TabletopEnv(gym.Env):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self._target_option = self._parse_target_option(options)
         rng = self.np_random
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
@@ -337,6 +346,37 @@ class TabletopEnv(gym.Env):
         return bool(self.cube_pos(i)[2] < CUBE_HALF + tol)
 
     # ------------------------------------------------------------------ layout sampling
+    def _parse_target_option(self, options: dict | None) -> int | None:
+        unknown = sorted(set(options or {}) - {"target"})
+        if unknown:
+            raise ValueError(f"reset options {unknown}: the only option is 'target'")
+        k = (options or {}).get("target")
+        if k is None:
+            return None
+        name = type(self).__name__
+        if not self.TARGET_CHOICE:
+            raise ValueError(f"options['target']: {name} does not take a target choice (its target is fixed)")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.config.n_cubes:
+            raise ValueError(f"options['target']={k!r}: must be a cube index in [0, {self.config.n_cubes})")
+        return int(k)
+
+    def _chosen_target(self) -> int:
+        """The cube the instruction names: options['target'] of this reset, else cube 0."""
+        return 0 if self._target_option is None else self._target_option
+
+    def _cells_xy(self, rng: np.random.Generator, n: int, min_dist: float) -> list[np.ndarray]:
+        """n points, each uniform in a random cell of the split's checkerboard colour, min_dist apart."""
+        taken: list[np.ndarray] = []
+        for _ in range(n):
+            for _ in range(1000):
+                xy = self._cell_xy(rng)
+                if all(np.linalg.norm(xy - t) >= min_dist for t in taken):
+                    taken.append(xy)
+                    break
+            else:
+                raise RuntimeError(f"could not place {n} objects {min_dist} m apart in the {self.config.split} cells")
+        return taken
+
     def _cell_xy(self, rng: np.random.Generator) -> np.ndarray:
         """A uniform point in a random grid cell of the split's checkerboard colour."""
         parity = 0 if self.config.split == "train" else 1

@@ -1,4 +1,5 @@
-"""PickCube: pick up the <colour> cube (two distractor cubes of other colours).
+"""PickCube: pick up the <colour> cube (two distractor cubes of other colours; all three
+lie in the split's position cells, and `options={"target": k}` names cube k).
 
 Success: the target cube is held by both fingers at least 5 cm above its resting height.
 
@@ -23,6 +24,7 @@ def default_config() -> TaskConfig:
 
 
 class PickCubeEnv(TabletopEnv):
+    TARGET_CHOICE = True  # reset(options={"target": k}) names cube k
     TRAIN_TEMPLATES = (
         "pick up the {color} cube",
         "lift the {color} cube",
@@ -35,10 +37,10 @@ class PickCubeEnv(TabletopEnv):
     )
 
     def _sample_layout(self, rng: np.random.Generator) -> None:
-        self.target = 0  # cube0 is the target; colours are shuffled per episode, so this carries no bias
-        taken = [self._cell_xy(rng)]
-        for _ in range(1, self.config.n_cubes):
-            taken.append(self._free_xy(rng, taken, min_dist=0.09))
+        # every cube in the split's cells, so options["target"] may name any of them (sim.env module doc);
+        # colours are shuffled per episode, so the default target cube0 carries no colour bias
+        self.target = self._chosen_target()
+        taken = self._cells_xy(rng, self.config.n_cubes, min_dist=0.09)
         for i, xy in enumerate(taken):
             self._set_cube(i, xy, rng.uniform(-np.pi / 4, np.pi / 4))
 

@@ -1,4 +1,5 @@
-"""ReachCube: move the gripper to the <colour> cube (two distractor cubes of other colours).
+"""ReachCube: move the gripper to the <colour> cube (two distractor cubes of other colours; all three
+lie in the split's position cells, and `options={"target": k}` names cube k).
 
 Success: the tcp (between the finger pads) is within 2 cm of the point 3 cm above the target cube's
 top face, i.e. the open gripper hovers right over the cube.
@@ -24,6 +25,7 @@ def default_config() -> TaskConfig:
 
 
 class ReachCubeEnv(TabletopEnv):
+    TARGET_CHOICE = True  # reset(options={"target": k}) names cube k
     TRAIN_TEMPLATES = (
         "reach the {color} cube",
         "move the gripper to the {color} cube",
@@ -36,10 +38,10 @@ class ReachCubeEnv(TabletopEnv):
     )
 
     def _sample_layout(self, rng: np.random.Generator) -> None:
-        self.target = 0
-        taken = [self._cell_xy(rng)]
-        for _ in range(1, self.config.n_cubes):
-            taken.append(self._free_xy(rng, taken, min_dist=0.09))
+        # every cube in the split's cells, so options["target"] may name any of them (sim.env module doc);
+        # colours are shuffled per episode, so the default target cube0 carries no colour bias
+        self.target = self._chosen_target()
+        taken = self._cells_xy(rng, self.config.n_cubes, min_dist=0.09)
         for i, xy in enumerate(taken):
             self._set_cube(i, xy, rng.uniform(-np.pi / 4, np.pi / 4))
 

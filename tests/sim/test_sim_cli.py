@@ -135,3 +135,26 @@ def test_demos_label_executed_records_the_noisy_action(tmp_path):
         action = expert(obs)
         np.testing.assert_array_equal(ds[i]["action"], action)
         obs, *_ = env.step(action)
+
+
+def test_demos_every_target_records_each_cube_of_a_scene(tmp_path, capsys):
+    """--every-target: consecutive episodes share a scene (identical first frames) and name different cubes."""
+    from vla.data import LeRobotDataset
+
+    out = tmp_path / "ds"
+    argv = ["sim", "demos", "--task", "ReachCube", "--episodes", "4", "--out", str(out), "--image-size", "32",
+            "--seed", "7", "--every-target"]
+    assert main(argv) == 0
+    ds = LeRobotDataset(out)
+    assert ds.num_episodes == 4
+    firsts = [ds[ds.episode_bounds(ep)[0]] for ep in range(4)]
+    env = sim.make("ReachCube", image_size=32)
+    for ep, (seed, k) in enumerate([(7, 0), (7, 1), (7, 2), (8, 0)]):  # 3 cubes per scene, then the next seed
+        obs, _ = env.reset(seed=seed, options={"target": k})
+        np.testing.assert_array_equal(firsts[ep]["observation.images.agentview"], obs["agentview"])
+        assert firsts[ep]["task"] == obs["instruction"]
+    assert len({f["task"] for f in firsts[:3]}) == 3
+    with_stack = ["sim", "demos", "--task", "StackCube", "--episodes", "1", "--out", str(tmp_path / "s"),
+                  "--image-size", "32", "--every-target"]
+    assert main(with_stack) != 0
+    assert "StackCube does not take a target choice" in capsys.readouterr().err

@@ -196,3 +196,47 @@ def test_task_state_names_the_instructed_cube_and_goal(name):
         np.testing.assert_allclose(st[3:5], env.pad_pos(env.target_pad)[:2], atol=1e-6)
     elif hasattr(env, "base"):  # Stack: the base cube
         np.testing.assert_allclose(st[3:], env.cube_pos(env.base), atol=1e-6)
+
+
+CHOICE_TASKS = [t for t in TASKS if sim.task_entry(t).env_cls.TARGET_CHOICE]
+
+
+def test_target_choice_tasks_are_reach_and_pick():
+    assert set(CHOICE_TASKS) >= {"ReachCube", "PickCube"}
+
+
+@pytest.mark.parametrize("name", CHOICE_TASKS)
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_target_option_names_each_cube_of_one_scene(name, split):
+    """options={"target": k}: the same scene (pixels, layout) with cube k named, every cube in the split's cells."""
+    env = sim.make(name, image_size=SIZE, split=split).unwrapped
+    parity = 0 if split == "train" else 1
+    for seed in range(4):
+        base, _ = env.reset(seed=seed)
+        layout = [env.cube_pos(i).copy() for i in range(env.config.n_cubes)]
+        named = set()
+        for k in range(env.config.n_cubes):
+            obs, _ = env.reset(seed=seed, options={"target": k})
+            np.testing.assert_array_equal(obs["agentview"], base["agentview"])
+            np.testing.assert_array_equal(obs["state"], base["state"])
+            assert env.target == k and env.colours[f"cube{k}"] in obs["instruction"]
+            np.testing.assert_allclose(env.task_state()[:3], layout[k], atol=1e-9)
+            named.add(obs["instruction"])
+            cell = np.floor((layout[k][:2] - sim.env.REGION_LOW) / (sim.env.REGION_HIGH - sim.env.REGION_LOW) * sim.env.GRID)
+            assert int(cell.sum()) % 2 == parity, f"cube {k} lies outside the {split} cells"
+        assert len(named) == env.config.n_cubes  # one instruction per cube, same template
+        env.reset(seed=seed)
+        assert env.target == 0  # no option: the default target again
+
+
+def test_target_option_errors():
+    env = sim.make("ReachCube", image_size=SIZE)
+    for bad in (3, -1, 1.0, True, "0"):
+        with pytest.raises(ValueError, match=r"options\['target'\]"):
+            env.reset(seed=0, options={"target": bad})
+    with pytest.raises(ValueError, match="only option is 'target'"):
+        env.reset(seed=0, options={"tgt": 1})
+    fixed = next(t for t in TASKS if t not in CHOICE_TASKS)
+    with pytest.raises(ValueError, match="does not take a target choice"):
+        sim.make(fixed, image_size=SIZE).reset(seed=0, options={"target": 1})
+    env.reset(seed=0, options={"target": None})  # None = the default target

@@ -26,3 +26,10 @@ def test_model_configs_build_and_run(path: Path) -> None:
     with torch.no_grad():
         logits = policy.forward(**b)
     assert logits.shape == (1, policy.num_action_tokens, policy.vocab_size)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bench").glob("*.yaml")), ids=lambda p: p.name)
+def test_bench_configs_parse(path: Path) -> None:
+    """GPU-bench shapes (too big to build in the CPU suite): they parse and name a valid model."""
+    cfg = VLAConfig.from_yaml(path)
+    assert cfg.name and cfg.lm.hf_config["num_hidden_layers"] >= 1

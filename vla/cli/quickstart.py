@@ -5,7 +5,8 @@
 
 Stages (each writes under --out and is skipped when its output already exists, so a re-run resumes):
 1. demos:     scripted-expert rollouts per task with DART noise, LeRobot v3.0 (`vla sim demos`), written by
-              --workers processes in parallel as dataset parts
+              --workers processes in parallel as dataset parts; each scene once per cube where the task takes
+              a target choice (`--every-target`: contrastive demos, so the policy must read the colour word)
 2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
 3. train:     the tiny default policy on all tasks' demos (`vla train --config configs/train/tiny.yaml`)
 4. eval:      closed-loop success and latency per task (`vla eval`), summarized in summary.json
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with a few hundred scenes the policy memorizes them instead of finding the named cube)")
     p.add_argument("--demo-noise", type=float, default=0.01,
                    help="std (m) of the expert's executed-action noise; labels stay clean (DART; default 0.01)")
+    p.add_argument("--demo-targets", choices=("every", "one"), default="every",
+                   help="'every': record each scene once per cube as the named target where the task allows it "
+                        "(ReachCube, PickCube; default); 'one': one rollout per scene")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel demo-writing processes per task, one dataset part each (default: up to 2)")
     p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
@@ -62,7 +66,7 @@ def _stage(name: str, argv: list[str]) -> None:
 
 
 def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, noise: float,
-                image_size: int) -> list[Path]:
+                image_size: int, every_target: bool = False) -> list[Path]:
     """Write `episodes` expert demos as `workers` dataset parts (root/part{k}) in parallel processes.
 
     Part k starts at seed + k * 10_000, so parts never share a scene; finished parts are kept on a re-run.
@@ -78,7 +82,8 @@ def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, n
         if parts[k].exists():
             shutil.rmtree(parts[k])
     argvs = [["sim", "demos", "--task", task, "--episodes", str(counts[k]), "--out", str(parts[k]),
-              "--seed", str(seed + 10_000 * k), "--noise", str(noise), "--image-size", str(image_size)] for k in todo]
+              "--seed", str(seed + 10_000 * k), "--noise", str(noise), "--image-size", str(image_size)] + ["--every-target"] * every_target
+             for k in todo]
     print(f"\n=== demos {task}: {len(todo)} process(es): " + " | ".join("vla " + " ".join(a) for a in argvs), flush=True)
     t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "vla.cli", *a]) for a in argvs]
@@ -115,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     image_size = TrainConfig.from_yaml(args.train_config).model_config().vision.image_size  # record at train size
     datasets = []
     for i, task in enumerate(args.tasks):
+        every = args.demo_targets == "every" and sim.registry.task_entry(task).env_cls.TARGET_CHOICE
         parts = _demo_parts(task, out / "demos" / task, args.demos[i], args.workers, args.seed + 100_000 * i,
-                            args.demo_noise, image_size)
+                            args.demo_noise, image_size, every)
         datasets += [str(p) for p in parts]
 
     tok_dir = out / "tokenizer"

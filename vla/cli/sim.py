@@ -1,6 +1,7 @@
 """`vla sim`: scripted-expert demonstrations as a LeRobot v3.0 dataset, and expert rollout videos.
 
     vla sim demos --task PickCube --episodes 50 --out data/pick [--seed 0] [--noise 0.005 [--label clean]] [--video]
+                  [--every-target]
     vla sim render --task PickCube --out pick.gif [--seed 0] [--hq]
     vla sim list
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Roll out the scripted expert of a task and write a LeRobot v3.0 dataset (images embedded in "
             "parquet, or mp4 with --video). Only successful expert episodes are saved (failed ones are "
             "discarded and another seed is tried) unless --keep-failures. Episode k of a run uses seed "
-            "--seed + attempt number, so a run is reproducible."
+            "--seed + scene number, so a run is reproducible."
         ),
     )
     d.add_argument(
@@ -66,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=20,
         help="roll data parquet files at this size (default 20; each saved episode rewrites the open file, "
         "so smaller files keep long recordings fast)",
+    )
+    d.add_argument(
+        "--every-target",
+        action="store_true",
+        help="record each scene once per cube, naming a different cube each time (contrastive demos: the same "
+        "first image with different instructions and actions; ReachCube, PickCube). --episodes counts rollouts",
     )
     d.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
     d.add_argument(
@@ -137,6 +144,9 @@ def _demos(args: argparse.Namespace) -> int:
     fps = env.control_hz
     if float(fps) != int(fps):
         raise ValueError(f"control_hz={fps}: LeRobot datasets need an integer fps")
+    if args.every_target and not env.unwrapped.TARGET_CHOICE:
+        raise ValueError(f"--every-target: {args.task} does not take a target choice (ReachCube and PickCube do)")
+    targets = list(range(env.unwrapped.config.n_cubes)) if args.every_target else [None]
     expert = sim.make_expert(args.task, env, noise=args.noise, seed=args.seed)
     saved = attempts = 0
     with (
@@ -150,41 +160,46 @@ def _demos(args: argparse.Namespace) -> int:
         ) as writer,
         tqdm(total=args.episodes, desc=f"{args.task} demos", unit="ep") as bar,
     ):
+        scene = 0
         while saved < args.episodes:
-            if attempts >= max_attempts:
-                print(
-                    f"vla sim demos: error: only {saved}/{args.episodes} successful episodes after {attempts} "
-                    "attempts (the saved ones are valid); lower --noise or raise --max-attempts",
-                    file=sys.stderr,
-                )
-                return 1
-            seed = args.seed + attempts
-            attempts += 1
-            expert.reset()
-            obs, info = env.reset(seed=seed)
-            while True:
-                action = np.asarray(expert(obs), dtype=np.float32)  # executed (noisy with --noise)
-                label = expert.clean_action if args.label == "clean" else action
-                writer.add_frame(
-                    {
-                        "observation.images.agentview": obs["agentview"],
-                        "observation.images.wrist": obs["wrist"],
-                        "observation.state": obs["state"],
-                        "observation.environment_state": env.unwrapped.task_state(),
-                        "action": label,
-                    },
-                    task=obs["instruction"],
-                )
-                obs, _, terminated, truncated, info = env.step(action)
-                if terminated or truncated:
+            seed = args.seed + scene  # scene k uses seed --seed + k (one rollout per target with --every-target)
+            scene += 1
+            for target in targets:
+                if saved >= args.episodes:
                     break
-            if info["success"] or args.keep_failures:
-                writer.save_episode()
-                saved += 1
-                bar.update(1)
-            else:
-                writer.clear_episode()
-            bar.set_postfix(attempts=attempts, success_rate=f"{saved / attempts:.2f}")
+                if attempts >= max_attempts:
+                    print(
+                        f"vla sim demos: error: only {saved}/{args.episodes} successful episodes after {attempts} "
+                        "attempts (the saved ones are valid); lower --noise or raise --max-attempts",
+                        file=sys.stderr,
+                    )
+                    return 1
+                attempts += 1
+                expert.reset()
+                obs, info = env.reset(seed=seed, options=None if target is None else {"target": target})
+                while True:
+                    action = np.asarray(expert(obs), dtype=np.float32)  # executed (noisy with --noise)
+                    label = expert.clean_action if args.label == "clean" else action
+                    writer.add_frame(
+                        {
+                            "observation.images.agentview": obs["agentview"],
+                            "observation.images.wrist": obs["wrist"],
+                            "observation.state": obs["state"],
+                            "observation.environment_state": env.unwrapped.task_state(),
+                            "action": label,
+                        },
+                        task=obs["instruction"],
+                    )
+                    obs, _, terminated, truncated, info = env.step(action)
+                    if terminated or truncated:
+                        break
+                if info["success"] or args.keep_failures:
+                    writer.save_episode()
+                    saved += 1
+                    bar.update(1)
+                else:
+                    writer.clear_episode()
+                bar.set_postfix(attempts=attempts, success_rate=f"{saved / attempts:.2f}")
     env.close()
     print(f"wrote {saved} episodes ({attempts} rollouts) to {args.out}")
     return 0

@@ -69,6 +69,7 @@ class TrainConfig:
     bin_sigma: float = 0.0  # > 0: Gaussian soft targets over neighbouring bins (std in bins); bins tokenizer only
     start_steps: int = 0  # the first start_steps frames of each episode are sampled start_weight times as often
     start_weight: float = 1.0  # (they decide which object to go to; see vla.train.data.sampling_weights)
+    start_until: int = 0  # > 0: oversample only for steps < start_until, then uniform (ground first, then servo)
     precision: str = "auto"  # auto (bf16 on CUDA when supported, else fp32) | fp32 | bf16
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     freeze_vision: bool = False
@@ -104,6 +105,8 @@ class TrainConfig:
             raise _err("aux_weight", self.aux_weight, "must be >= 0")
         if self.start_steps < 0:
             raise _err("start_steps", self.start_steps, "must be >= 0")
+        if self.start_until < 0:
+            raise _err("start_until", self.start_until, "must be >= 0 (0 = the whole run)")
         if self.start_weight <= 0:
             raise _err("start_weight", self.start_weight, "must be > 0 (1 = uniform sampling)")
         if self.bin_sigma < 0:

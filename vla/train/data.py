@@ -139,6 +139,14 @@ def sampling_weights(frames: Frames, idx: np.ndarray, start_steps: int, start_we
     return w / w.sum()
 
 
+def pick_frames(rng: np.random.Generator, idx: np.ndarray, size: int, weights: np.ndarray | None, step: int,
+                start_until: int = 0) -> np.ndarray:
+    """One global batch of frame indices from `idx`: drawn with `weights` (sampling_weights) while
+    start_until == 0 or step < start_until, uniformly after that; with replacement only if idx is too short."""
+    probs = weights if start_until == 0 or step < start_until else None
+    return rng.choice(idx, size=size, replace=len(idx) < size, p=probs)
+
+
 def chunk_targets(frames: Frames, idx: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw action chunks [B, H, D] starting at each frame, and which steps lie inside the episode [B, H]."""
     steps = idx[:, None] + np.arange(horizon)[None, :]  # [B, H]

@@ -36,6 +36,7 @@ from vla.train.data import (
     chunk_targets,
     load_frames,
     make_batch,
+    pick_frames,
     sampling_weights,
     split_episodes,
 )
@@ -243,7 +244,7 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
     gbs = cfg.batch_size * world
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])
-        pick = rng.choice(train_idx, size=gbs, replace=len(train_idx) < gbs, p=weights)
+        pick = pick_frames(rng, train_idx, gbs, weights, step, cfg.start_until)
         pick = pick[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)) + rank)
         batch = {k: v.to(device) for k, v in make_batch(policy, frames, pick, cfg.augment, gen).items()}

@@ -74,6 +74,22 @@ def test_several_datasets_concatenate_without_crossing_episodes(tmp_path) -> Non
     assert inside.tolist() == [[True, False, False], [True, True, True]]
 
 
+def test_start_until_switches_to_uniform_sampling() -> None:
+    """pick_frames: weighted draws before start_until (here: only the start frames), uniform from then on."""
+    import numpy as np
+
+    from vla.train.data import pick_frames
+
+    idx = np.arange(10)
+    w = np.where(idx < 2, 0.5, 0.0)  # all the mass on frames 0 and 1
+    for step in range(5):
+        assert set(pick_frames(np.random.default_rng(step), idx, 64, w, step, start_until=5)) <= {0, 1}
+    late = np.concatenate([pick_frames(np.random.default_rng(s), idx, 64, w, s, start_until=5) for s in range(5, 8)])
+    assert len(set(late)) == 10  # uniform: every frame is drawn
+    assert set(pick_frames(np.random.default_rng(0), idx, 64, w, 10**6, start_until=0)) <= {0, 1}  # 0 = whole run
+    assert len(pick_frames(np.random.default_rng(0), idx[:3], 8, None, 0)) == 8  # too few: with replacement
+
+
 def test_start_of_episode_sampling_weights() -> None:
     """Frames with position-in-episode < start_steps get start_weight x the probability; episodes of any length."""
     import numpy as np

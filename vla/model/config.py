@@ -185,6 +185,10 @@ class VLAConfig:
     # tokens then already say "this is the cube the instruction names", which a small LM trained from scratch
     # otherwise has to learn to look up through two attention hops. Zero-initialised: starts as if it were off
     film: bool = False
+    # with aux_source "visual": also give the LM the pointer's pick as one more prefix token (the soft-pointer
+    # average of the image tokens, after the state): the action slots read "where the named object is" from
+    # one place, and the pointer the auxiliary loss trains is then part of the policy, not training-only
+    pointer_token: bool = False
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -202,6 +206,9 @@ class VLAConfig:
             raise _err("VLAConfig", "aux_source", self.aux_source, "must be actions or visual")
         if self.aux_state_dim < 0:
             raise _err("VLAConfig", "aux_state_dim", self.aux_state_dim, "must be >= 0 (0 = no auxiliary head)")
+        if self.pointer_token and (self.aux_source != "visual" or self.aux_state_dim < 1):
+            raise _err("VLAConfig", "pointer_token", self.pointer_token,
+                       "needs the visual pointer it reads: aux_source: visual and aux_state_dim >= 1")
 
     # ---- (de)serialization ----------------------------------------------------------------
 

@@ -33,11 +33,12 @@ class InstructionFiLM(nn.Module):
 
     def set_idf(self, prompts: Sequence[Sequence[int]]) -> None:
         """idf(t) = log((N + 1) / (df(t) + 1)) over N distinct prompts (token id lists): a token in every
-        prompt weighs ~0, one never seen weighs most."""
+        prompt weighs ~0. A token never seen in training weighs 0 too: its embedding is untrained, so a new
+        word in a paraphrase ("hover over the red block") must not take the pooling over."""
         df = torch.zeros_like(self.idf)
         for ids in prompts:
             df[sorted(set(ids))] += 1
-        self.idf.copy_(torch.log((len(prompts) + 1) / (df + 1)))
+        self.idf.copy_(torch.where(df > 0, torch.log((len(prompts) + 1) / (df + 1)), torch.zeros_like(df)))
 
     def forward(self, feats: torch.Tensor, txt: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                 cameras: int) -> torch.Tensor:

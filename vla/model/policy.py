@@ -149,7 +149,7 @@ class VLAPolicy(nn.Module):
 
     @property
     def prefix_len(self) -> int:
-        return self.num_visual_tokens + self.cfg.text.prompt_len + int(self.cfg.use_state)
+        return self.num_visual_tokens + self.cfg.text.prompt_len + int(self.cfg.use_state) + int(self.cfg.pointer_token)
 
     @property
     def eos_id(self) -> int | None:
@@ -257,7 +257,7 @@ class VLAPolicy(nn.Module):
 
     def embed_prefix(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                      state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (embeddings [B, L, D], valid [B, L]) for [visual][prompt][state]."""
+        """-> (embeddings [B, L, D], valid [B, L]) for [visual][prompt][state][pointer]."""
         b, c = pixel_values.shape[:2]
         txt = self.embed_tokens(prompt_ids)  # [B, T, D]
         feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
@@ -272,6 +272,10 @@ class VLAPolicy(nn.Module):
             if state is None:
                 raise ValueError("VLAConfig.use_state=True but no state was given")
             parts.append(self.state_proj(state.to(self.state_proj.weight.dtype))[:, None].to(txt.dtype))  # [B, 1, D]
+            valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
+        if self.cfg.pointer_token:  # the soft pointer's pick (the auxiliary loss trains the same weights)
+            w = torch.softmax(self.aux_score(vis).float(), dim=1).to(vis.dtype)  # [B, C*K, 1]
+            parts.append((w * vis).sum(1, keepdim=True).to(txt.dtype))  # [B, 1, D]
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 

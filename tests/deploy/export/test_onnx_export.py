@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 
 INSTRUCTIONS = ("pick up the red cube", "push the block onto the goal, then stop", "lift", "stack the cubes")
 # (projector, the policy's configured decoding): both graphs are checked on each export
-# (the last: a prefix-LM mask with position-embedded, instruction-FiLMed image tokens)
+# (the last: a prefix-LM mask with position-embedded, instruction-FiLMed image tokens and a pointer token)
 CASES = [("mlp", "autoregressive", "causal"), ("resampler", "parallel", "causal"),
          ("pixel_shuffle", "parallel", "bidirectional")]
 
@@ -24,12 +24,13 @@ def exported(request, tmp_path_factory):
     import deploy.export.onnx_export as ox
 
     projector, mode, prefix_attention = request.param
-    extra = {"prefix_attention": prefix_attention, "visual_pos_embed": True, "film": True} \
-        if prefix_attention != "causal" else {}
+    extra = {"prefix_attention": prefix_attention, "visual_pos_embed": True, "film": True, "aux_state_dim": 6,
+             "aux_source": "visual", "pointer_token": True} if prefix_attention != "causal" else {}
     policy = make_policy(projector=projector, decoding=mode, **extra).eval()
     if policy.film is not None:  # zero-initialised FiLM is the identity: give it weights that do something
         with torch.no_grad():
             policy.film.proj.weight.normal_(0.0, 0.5)
+            policy.aux_score.weight.normal_(0.0, 0.5)  # a pointer that is not uniform
     out = tmp_path_factory.mktemp(f"export-{projector}") / "export"
     mp = pytest.MonkeyPatch()
     if projector == "resampler":  # exercise external weight files on one export

@@ -177,13 +177,15 @@ def test_training_still_works_after_inference_mode_decoding() -> None:
 @pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
 def test_bidirectional_prefix_decodes_like_training_sees_it(decoding: str) -> None:
     """prefix_attention='bidirectional' (prefix-LM): every decoding path equals the no-cache reference and the
-    teacher-forced training forward, the image tokens really see the prompt, and generate() is refused."""
+    teacher-forced training forward, the image tokens really see the prompt, and generate() is refused.
+    With FiLM and a pointer token in the prefix."""
     torch.manual_seed(0)
     cfg = debug_config(projector="pixel_shuffle", decoding=decoding, prefix_attention="bidirectional",
-                       visual_pos_embed=True, film=True)
+                       visual_pos_embed=True, film=True, aux_state_dim=6, aux_source="visual", pointer_token=True)
     policy = VLAPolicy.from_config(cfg, instructions=[SHORT, LONG])
-    with torch.no_grad():  # FiLM starts as the identity: make it act
+    with torch.no_grad():  # FiLM starts as the identity: make it act; a pointer that is not uniform
         policy.film.proj.weight.normal_(0.0, 0.5)
+        policy.aux_score.weight.normal_(0.0, 0.5)
     rng = np.random.default_rng(0)
     policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(200, 7)))),
                            Normalizer(NormStats.fit(rng.normal(size=(200, 8))), mask=np.ones(8, dtype=bool)))

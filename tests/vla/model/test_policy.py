@@ -163,5 +163,7 @@ def test_film_prompt_pooling_starts_from_idf_over_the_training_prompts(tmp_path)
     assert shared and red_only
     assert all(float(policy.film.idf[i]) == pytest.approx(0.0) for i in shared)
     assert all(float(policy.film.idf[i]) == pytest.approx(np.log(5 / 3)) for i in red_only)
+    unseen = set(policy.prompt_ids("hover over the green block")) - set.union(*sets)  # a held-out paraphrase
+    assert unseen and all(float(policy.film.idf[i]) == 0.0 for i in unseen)  # untrained words get no weight
     policy.save_pretrained(tmp_path / "ckpt")
     assert torch.equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").film.idf, policy.film.idf)

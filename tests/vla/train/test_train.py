@@ -96,7 +96,8 @@ def test_fast_tokenizer_run_fits_saves_and_reloads(tmp_path, dataset) -> None:
 @pytest.mark.parametrize("source", ["actions", "visual"])
 def test_aux_task_state_head_trains_resumes_and_is_checked(tmp_path, source: str) -> None:
     ds = write_synthetic_dataset(tmp_path / "env_ds", episodes=3, length=8, env_state=True)
-    extra = {"film": True} if source == "visual" else {}  # the pointer over image tokens, instruction-FiLMed
+    # the pointer over image tokens, instruction-FiLMed, also fed to the LM as a prefix token
+    extra = {"film": True, "pointer_token": True} if source == "visual" else {}
     model = debug_config(decoding="parallel", visual_pos_embed=True, aux_state_dim=6, aux_source=source,
                          **extra).to_dict()
     cfg = _cfg(model=model, max_steps=60, log_every=5)

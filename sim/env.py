@@ -368,13 +368,7 @@ class TabletopEnv(gym.Env):
         """n points, each uniform in a random cell of the split's checkerboard colour, min_dist apart."""
         taken: list[np.ndarray] = []
         for _ in range(n):
-            for _ in range(1000):
-                xy = self._cell_xy(rng)
-                if all(np.linalg.norm(xy - t) >= min_dist for t in taken):
-                    taken.append(xy)
-                    break
-            else:
-                raise RuntimeError(f"could not place {n} objects {min_dist} m apart in the {self.config.split} cells")
+            taken.append(self._free_xy(rng, taken, min_dist, in_cells=True))
         return taken
 
     def _cell_xy(self, rng: np.random.Generator) -> np.ndarray:
@@ -392,12 +386,13 @@ class TabletopEnv(gym.Env):
         min_dist: float,
         low: np.ndarray = REGION_LOW,
         high: np.ndarray = REGION_HIGH,
+        in_cells: bool = False,
     ) -> np.ndarray:
-        """Rejection-sample a point at least min_dist from every point in `taken`."""
+        """Rejection-sample a point at least min_dist from every point in `taken`: uniform in low..high, or
+        with in_cells uniform in the split's checkerboard cells (`_cell_xy`)."""
         for _ in range(1000):
-            xy = rng.uniform(low, high)
+            xy = self._cell_xy(rng) if in_cells else rng.uniform(low, high)
             if all(np.linalg.norm(xy - t) >= min_dist for t in taken):
                 return xy
-        raise RuntimeError(
-            f"could not place an object {min_dist} m from {len(taken)} others in {low}..{high}"
-        )
+        where = f"the {self.config.split} cells" if in_cells else f"{low}..{high}"
+        raise RuntimeError(f"could not place an object {min_dist} m from {len(taken)} others in {where}")

@@ -129,6 +129,8 @@ def features(image_size: int) -> dict[str, dict]:
 
 
 def _demos(args: argparse.Namespace) -> int:
+    import itertools
+
     import numpy as np
     from tqdm import tqdm
 
@@ -160,46 +162,44 @@ def _demos(args: argparse.Namespace) -> int:
         ) as writer,
         tqdm(total=args.episodes, desc=f"{args.task} demos", unit="ep") as bar,
     ):
-        scene = 0
-        while saved < args.episodes:
-            seed = args.seed + scene  # scene k uses seed --seed + k (one rollout per target with --every-target)
-            scene += 1
-            for target in targets:
-                if saved >= args.episodes:
+        # scene k uses seed --seed + k, once per target with --every-target (else once, naming cube 0)
+        rollouts = ((args.seed + k, target) for k in itertools.count() for target in targets)
+        for seed, target in rollouts:
+            if saved >= args.episodes:
+                break
+            if attempts >= max_attempts:
+                print(
+                    f"vla sim demos: error: only {saved}/{args.episodes} successful episodes after {attempts} "
+                    "attempts (the saved ones are valid); lower --noise or raise --max-attempts",
+                    file=sys.stderr,
+                )
+                return 1
+            attempts += 1
+            expert.reset()
+            obs, info = env.reset(seed=seed, options=None if target is None else {"target": target})
+            while True:
+                action = np.asarray(expert(obs), dtype=np.float32)  # executed (noisy with --noise)
+                label = expert.clean_action if args.label == "clean" else action
+                writer.add_frame(
+                    {
+                        "observation.images.agentview": obs["agentview"],
+                        "observation.images.wrist": obs["wrist"],
+                        "observation.state": obs["state"],
+                        "observation.environment_state": env.unwrapped.task_state(),
+                        "action": label,
+                    },
+                    task=obs["instruction"],
+                )
+                obs, _, terminated, truncated, info = env.step(action)
+                if terminated or truncated:
                     break
-                if attempts >= max_attempts:
-                    print(
-                        f"vla sim demos: error: only {saved}/{args.episodes} successful episodes after {attempts} "
-                        "attempts (the saved ones are valid); lower --noise or raise --max-attempts",
-                        file=sys.stderr,
-                    )
-                    return 1
-                attempts += 1
-                expert.reset()
-                obs, info = env.reset(seed=seed, options=None if target is None else {"target": target})
-                while True:
-                    action = np.asarray(expert(obs), dtype=np.float32)  # executed (noisy with --noise)
-                    label = expert.clean_action if args.label == "clean" else action
-                    writer.add_frame(
-                        {
-                            "observation.images.agentview": obs["agentview"],
-                            "observation.images.wrist": obs["wrist"],
-                            "observation.state": obs["state"],
-                            "observation.environment_state": env.unwrapped.task_state(),
-                            "action": label,
-                        },
-                        task=obs["instruction"],
-                    )
-                    obs, _, terminated, truncated, info = env.step(action)
-                    if terminated or truncated:
-                        break
-                if info["success"] or args.keep_failures:
-                    writer.save_episode()
-                    saved += 1
-                    bar.update(1)
-                else:
-                    writer.clear_episode()
-                bar.set_postfix(attempts=attempts, success_rate=f"{saved / attempts:.2f}")
+            if info["success"] or args.keep_failures:
+                writer.save_episode()
+                saved += 1
+                bar.update(1)
+            else:
+                writer.clear_episode()
+            bar.set_postfix(attempts=attempts, success_rate=f"{saved / attempts:.2f}")
     env.close()
     print(f"wrote {saved} episodes ({attempts} rollouts) to {args.out}")
     return 0

@@ -106,7 +106,7 @@ class VLAPolicy(nn.Module):
         n_vis = len(cfg.cameras) * self.projector.num_tokens
         self.visual_pos = nn.Parameter(torch.randn(n_vis, d) * 0.02) if cfg.visual_pos_embed else None  # [C*K, D]
         self.aux_head = nn.Linear(d, cfg.aux_state_dim) if cfg.aux_state_dim else None  # training-only head
-        # aux_source="visual": one pointer score per image token (training-only, as the head)
+        # aux_source="visual": one pointer score per image token (training-only, as the head, unless pointer_token)
         self.aux_score = nn.Linear(d, 1) if cfg.aux_state_dim and cfg.aux_source == "visual" else None
         # film: the instruction scales and shifts the vision features (vla.model.film; identity at init)
         self.film = InstructionFiLM(d, self.vision.hidden_size, self.vocab_size) if cfg.film else None
@@ -274,10 +274,15 @@ class VLAPolicy(nn.Module):
             parts.append(self.state_proj(state.to(self.state_proj.weight.dtype))[:, None].to(txt.dtype))  # [B, 1, D]
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         if self.cfg.pointer_token:  # the soft pointer's pick (the auxiliary loss trains the same weights)
-            w = torch.softmax(self.aux_score(vis).float(), dim=1).to(vis.dtype)  # [B, C*K, 1]
-            parts.append((w * vis).sum(1, keepdim=True).to(txt.dtype))  # [B, 1, D]
+            parts.append(self.visual_pointer(vis)[:, None].to(txt.dtype))  # [B, 1, D]
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
+
+    def visual_pointer(self, vis: torch.Tensor) -> torch.Tensor:
+        """aux_source="visual": image tokens [B, C*K, D] -> their softmax(aux_score)-weighted average [B, D]
+        (float32). The auxiliary head reads it in training; with pointer_token the LM reads it as a token."""
+        w = torch.softmax(self.aux_score(vis).float(), dim=1)  # [B, C*K, 1]
+        return (w * vis.float()).sum(1)
 
     def sequence_mask(self, valid: torch.Tensor, prefix_len: int, bidirectional_tail: bool = False) -> torch.Tensor:
         """bool [B, 1, T, T] attention layout of [prefix: prefix_len][tail] over `valid` [B, T]: causal, the
@@ -366,8 +371,7 @@ class VLAPolicy(nn.Module):
         if not use_aux:
             return ce, stats
         if self.aux_score is not None:  # soft pointer over the image tokens
-            w = torch.softmax(self.aux_score(vis).float(), dim=1)  # [B, C*K, 1]
-            pooled = (w * vis.float()).sum(1)  # [B, D]
+            pooled = self.visual_pointer(vis)  # [B, D]
         else:
             pooled = hidden.float().mean(1)  # [B, D]
         pred = self.aux_head(pooled.to(self.aux_head.weight.dtype)).float()  # [B, E]

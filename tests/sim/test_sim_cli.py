@@ -158,3 +158,39 @@ def test_demos_every_target_records_each_cube_of_a_scene(tmp_path, capsys):
                   "--image-size", "32", "--every-target"]
     assert main(with_stack) != 0
     assert "StackCube does not take a target choice" in capsys.readouterr().err
+
+
+def test_demos_hold_steps_extend_each_episode_past_its_first_success(tmp_path, capsys):
+    """--hold-steps K: the same rollout as without it, plus exactly K expert steps after the first success,
+    every one of them still successful (the expert settles on its goal instead of the episode ending)."""
+    from vla.data import LeRobotDataset
+
+    base = ["sim", "demos", "--task", "ReachCube", "--episodes", "2", "--image-size", "32", "--seed", "3",
+            "--noise", "0.005"]
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*base, "--out", str(tmp_path / "held"), "--hold-steps", "4"]) == 0
+    plain, held = LeRobotDataset(tmp_path / "plain"), LeRobotDataset(tmp_path / "held")
+    assert plain.num_episodes == held.num_episodes == 2
+    from sim.tasks.reach import HOVER, RADIUS
+
+    # episode 0 is the same rollout frame for frame, then 4 more (episode 1 differs: the expert's noise stream
+    # has moved on by the 4 extra draws)
+    a, b = plain.episode_bounds(0)
+    c, d = held.episode_bounds(0)
+    assert d - c == b - a + 4
+    for k in range(b - a):
+        np.testing.assert_array_equal(plain[a + k]["observation.images.agentview"],
+                                      held[c + k]["observation.images.agentview"])
+        np.testing.assert_array_equal(plain[a + k]["action"], held[c + k]["action"])
+    # the 4 hold frames of every episode (the first successful observation and 3 more) have the tcp inside
+    # ReachCube's success region: within RADIUS of the point HOVER above the cube centre
+    for ep in range(2):
+        c, d = held.episode_bounds(ep)
+        for i in range(d - 4, d):
+            tcp = held[i]["observation.state"][:3]
+            cube = held[i]["observation.environment_state"][:3]
+            assert np.linalg.norm(tcp - cube - [0.0, 0.0, HOVER]) < RADIUS
+    bad = ["sim", "demos", "--task", "ReachCube", "--episodes", "1", "--out", str(tmp_path / "bad"),
+           "--hold-steps", "-1"]
+    assert main(bad) == 2
+    assert "--hold-steps -1: must be >= 0" in capsys.readouterr().err

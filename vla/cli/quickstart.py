@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--demo-targets", choices=("every", "one"), default="every",
                    help="'every': record each scene once per cube as the named target where the task allows it "
                         "(ReachCube, PickCube; default); 'one': one rollout per scene")
+    p.add_argument("--demo-hold", type=int, default=5,
+                   help="expert steps recorded after each demo first succeeds (the expert settling on its goal, so "
+                        "the policy learns to stay there; `vla sim demos --hold-steps`; default 5)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel demo-writing processes per task, one dataset part each (default: up to 2)")
     p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
@@ -66,7 +69,7 @@ def _stage(name: str, argv: list[str]) -> None:
 
 
 def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, noise: float,
-                image_size: int, every_target: bool = False) -> list[Path]:
+                image_size: int, every_target: bool = False, hold_steps: int = 0) -> list[Path]:
     """Write `episodes` expert demos as `workers` dataset parts (root/part{k}) in parallel processes.
 
     Part k starts at seed + k * 10_000, so parts never share a scene; finished parts are kept on a re-run.
@@ -82,7 +85,8 @@ def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, n
         if parts[k].exists():
             shutil.rmtree(parts[k])
     argvs = [["sim", "demos", "--task", task, "--episodes", str(counts[k]), "--out", str(parts[k]),
-              "--seed", str(seed + 10_000 * k), "--noise", str(noise), "--image-size", str(image_size)] + ["--every-target"] * every_target
+              "--seed", str(seed + 10_000 * k), "--noise", str(noise), "--image-size", str(image_size), "--hold-steps", str(hold_steps)]
+             + ["--every-target"] * every_target
              for k in todo]
     print(f"\n=== demos {task}: {len(todo)} process(es): " + " | ".join("vla " + " ".join(a) for a in argvs), flush=True)
     t0 = time.perf_counter()
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     for i, task in enumerate(args.tasks):
         every = args.demo_targets == "every" and sim.registry.task_entry(task).env_cls.TARGET_CHOICE
         parts = _demo_parts(task, out / "demos" / task, args.demos[i], args.workers, args.seed + 100_000 * i,
-                            args.demo_noise, image_size, every)
+                            args.demo_noise, image_size, every, args.demo_hold)
         datasets += [str(p) for p in parts]
 
     tok_dir = out / "tokenizer"

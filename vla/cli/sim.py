@@ -74,6 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="record each scene once per cube, naming a different cube each time (contrastive demos: the same "
         "first image with different instructions and actions; ReachCube, PickCube). --episodes counts rollouts",
     )
+    d.add_argument(
+        "--hold-steps",
+        type=int,
+        default=0,
+        help="keep recording this many expert steps after the task first succeeds (the expert settling on its "
+        "goal) instead of ending the episode there, so a policy learns to stay at the goal, not only to reach "
+        "it; the episode is saved only if it still succeeds at its last step (default 0)",
+    )
     d.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
     d.add_argument(
         "--max-attempts",
@@ -141,8 +149,11 @@ def _demos(args: argparse.Namespace) -> int:
         raise ValueError(f"--episodes {args.episodes}: must be >= 1")
     if args.file_mb < 1:
         raise ValueError(f"--file-mb {args.file_mb}: must be >= 1")
+    if args.hold_steps < 0:
+        raise ValueError(f"--hold-steps {args.hold_steps}: must be >= 0")
     max_attempts = args.max_attempts if args.max_attempts is not None else 2 * args.episodes + 10
-    env = sim.make(args.task, image_size=args.image_size, split=args.split)
+    # with --hold-steps the env must not end the episode at the first success; the loop below does
+    env = sim.make(args.task, image_size=args.image_size, split=args.split, terminate_on_success=args.hold_steps == 0)
     fps = env.control_hz
     if float(fps) != int(fps):
         raise ValueError(f"control_hz={fps}: LeRobot datasets need an integer fps")
@@ -177,6 +188,7 @@ def _demos(args: argparse.Namespace) -> int:
             attempts += 1
             expert.reset()
             obs, info = env.reset(seed=seed, options=None if target is None else {"target": target})
+            held = -1  # steps recorded since the first success (-1: not yet succeeded)
             while True:
                 action = np.asarray(expert(obs), dtype=np.float32)  # executed (noisy with --noise)
                 label = expert.clean_action if args.label == "clean" else action
@@ -191,7 +203,11 @@ def _demos(args: argparse.Namespace) -> int:
                     task=obs["instruction"],
                 )
                 obs, _, terminated, truncated, info = env.step(action)
-                if terminated or truncated:
+                if held >= 0:
+                    held += 1
+                elif info["success"]:
+                    held = 0
+                if terminated or truncated or held == args.hold_steps:
                     break
             if info["success"] or args.keep_failures:
                 writer.save_episode()

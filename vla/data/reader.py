@@ -132,6 +132,14 @@ class LeRobotDataset:
         item["timestamp"] = float(self._columns["timestamp"][i])
         return item
 
+    def frame(self, i: int, key: str) -> np.ndarray:
+        """One camera frame, uint8 [H, W, 3]: `self[i][key]` without building the rest of the item (bulk loads)."""
+        if key not in self.image_keys and key not in self.video_keys:
+            raise KeyError(f"no image or video feature {key!r}; cameras: {self.image_keys + self.video_keys}")
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} frames")
+        return self._image(int(i), key) if key in self.image_keys else self._video_frame(int(i), key)
+
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers (spawn/forkserver) copy the dataset: drop open decoders and caches,
         # each worker rebuilds its own.

@@ -85,7 +85,7 @@ def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str
     images = torch.empty(n, len(cameras), image_size, image_size, 3, dtype=torch.uint8)
     for lo in range(0, n, chunk):  # decode + resize in chunks to bound peak memory
         hi = min(n, lo + chunk)
-        raw = np.stack([np.stack([ds[i][k] for k in keys]) for i in range(lo, hi)])  # [b, C, H, W, 3]
+        raw = np.stack([np.stack([ds.frame(i, k) for k in keys]) for i in range(lo, hi)])  # [b, C, H, W, 3]
         images[lo:hi] = resize_images(raw, image_size)
     states = (np.asarray(ds.get_column(state_key), dtype=np.float32) if state_key in ds.features
               else np.zeros((n, 0), np.float32))

@@ -36,6 +36,8 @@ def test_round_trip_exact(written):
             assert item["task"] == ref["task"]
             assert (item["episode_index"], item["frame_index"], item["index"]) == (e, t, i)
             assert item["timestamp"] == pytest.approx(t / 10)
+            for k in ds.image_keys:  # the bulk-load accessor returns the same pixels
+                np.testing.assert_array_equal(ds.frame(i, k), ref[k], err_msg=k)
             i += 1
     np.testing.assert_array_equal(ds.episode_indices, np.repeat([0, 1, 2], LENGTHS))
     actions = np.stack([f["action"] for ep in episodes for f in ep])
@@ -45,6 +47,10 @@ def test_round_trip_exact(written):
         ds[len(ds)]
     with pytest.raises(ValueError, match="image"):
         ds.get_column("observation.images.wrist")
+    with pytest.raises(KeyError, match="no image or video feature 'action'"):
+        ds.frame(0, "action")
+    with pytest.raises(IndexError):
+        ds.frame(len(ds), ds.image_keys[0])
 
 
 def test_layout_matches_lerobot_v3(written):

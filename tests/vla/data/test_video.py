@@ -68,6 +68,8 @@ def test_video_round_trip(tmp_path, rng):
     np.testing.assert_allclose(spans, [(0.0, 0.5), (0.5, 0.8), (0.8, 1.4)])
     ds = LeRobotDataset(root)
     _check_close(ds, episodes)
+    for i in (0, 7, len(ds) - 1):  # the bulk-load accessor decodes the same frame as indexing
+        np.testing.assert_array_equal(ds.frame(i, "observation.images.agentview"), ds[i]["observation.images.agentview"])
     assert ds.stats["observation.images.agentview"]["mean"].shape == (3, 1, 1)
 
 

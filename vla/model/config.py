@@ -41,8 +41,14 @@ class VisionConfig:
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # SigLIP's normalization
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     drop_cls: bool = False  # drop the first output token (CLIP-style towers prepend a CLS token)
+    # CoordConv: append x and y pixel-coordinate channels (in [-1, 1]) to the image, so features know exactly
+    # where in the image they are (a conv net alone is nearly translation-equivariant); built-from-config only
+    coord_channels: bool = False
 
     def __post_init__(self) -> None:
+        if self.coord_channels and self.pretrained is not None:
+            raise _err("VisionConfig", "coord_channels", True,
+                       "needs a tower built from hf_config (a pretrained tower's first layer takes 3 channels)")
         if self.image_size < 8:
             raise _err("VisionConfig", "image_size", self.image_size, "must be >= 8 pixels")
         for name in ("image_mean", "image_std"):
@@ -274,11 +280,11 @@ class VLAConfig:
 
 def debug_config(projector: str = "mlp", decoding: str = "autoregressive", horizon: int = 2,
                 tokenizer: str = "bins", use_state: bool = True, parallel_attention: str = "bidirectional",
-                **changes: Any) -> VLAConfig:
+                coord_channels: bool = False, **changes: Any) -> VLAConfig:
     """A tiny CPU config for unit tests (hidden 32, 1 layer, 32x32 images): builds in about a second."""
     return VLAConfig(
         name="test",
-        vision=VisionConfig(image_size=32, hf_config={"hidden_size": 32, "intermediate_size": 64,
+        vision=VisionConfig(image_size=32, coord_channels=coord_channels, hf_config={"hidden_size": 32, "intermediate_size": 64,
                                                       "num_hidden_layers": 1, "num_attention_heads": 2,
                                                       "patch_size": 8}),
         projector=ProjectorConfig(type=projector, shuffle_factor=2, num_queries=4, num_heads=2),

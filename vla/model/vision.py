@@ -3,6 +3,7 @@
     tower = VisionTower(VisionConfig(hf_config={"hidden_size": 32, ...}))   # random init, SigLIP default
     tower = VisionTower(VisionConfig(pretrained="/models/siglip-so400m"))   # local dir, never downloads
     feats = tower(pixel_values)        # [N, 3, S, S] normalized -> [N, P, Dv]
+    VisionConfig(..., coord_channels=True)  # CoordConv: x, y coordinate channels appended inside the tower
     tower.num_patches, tower.hidden_size, tower.grid
 
 Convolutional towers (ResNet, ConvNeXt: `last_hidden_state` is a feature map [N, C, h, w], width in
@@ -26,6 +27,15 @@ from torch import nn
 
 from vla.model.config import VisionConfig
 
+COORD_CHANNELS = 2  # VisionConfig.coord_channels: x and y
+
+
+def coord_grid(size: int) -> torch.Tensor:
+    """[1, 2, S, S] pixel-centre coordinates in [-1, 1]: channel 0 = x (column), channel 1 = y (row, 0 = top)."""
+    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([x, y])[None]
+
 
 def build_hf_vision_config(cfg: VisionConfig) -> Any:
     """The transformers config object for `cfg` (image_size injected where the model has one)."""
@@ -36,6 +46,10 @@ def build_hf_vision_config(cfg: VisionConfig) -> Any:
     hf = AutoConfig.for_model(cfg.model_type, **kw)
     if hasattr(hf, "image_size"):
         hf.image_size = cfg.image_size
+    if cfg.coord_channels:
+        if not hasattr(hf, "num_channels"):
+            raise ValueError(f"VisionConfig.coord_channels: {cfg.model_type} config has no num_channels to widen")
+        hf.num_channels = 3 + COORD_CHANNELS
     if hasattr(hf, "vision_use_head") and "vision_use_head" not in kw:
         hf.vision_use_head = False  # SigLIP's pooling head: unused (we take patch tokens), so don't build it
     return hf
@@ -61,6 +75,8 @@ class VisionTower(nn.Module):
         from transformers import AutoModel
 
         self.cfg = cfg
+        # CoordConv channels: a constant of the graph, rebuilt from the config (not saved with the weights)
+        self.register_buffer("coords", coord_grid(cfg.image_size) if cfg.coord_channels else None, persistent=False)
         if cfg.pretrained is not None:
             self.model = _load_pretrained_vision(cfg.pretrained)
         else:
@@ -93,6 +109,9 @@ class VisionTower(nn.Module):
         return d
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.coords is not None:
+            coords = self.coords.to(pixel_values.dtype).expand(pixel_values.shape[0], -1, -1, -1)
+            pixel_values = torch.cat([pixel_values, coords], 1)  # [N, 3 + 2, S, S]
         out = self.model(pixel_values=pixel_values)
         feats = out.last_hidden_state  # [N, P(+1), Dv], or a conv feature map [N, C, h, w]
         if feats.dim() == 4:

@@ -14,7 +14,8 @@ pytest.importorskip("onnxruntime")
 
 INSTRUCTIONS = ("pick up the red cube", "push the block onto the goal, then stop", "lift", "stack the cubes")
 # (projector, the policy's configured decoding): both graphs are checked on each export
-# (the last: a prefix-LM mask with position-embedded, instruction-FiLMed image tokens and a pointer token)
+# (the last: a prefix-LM mask with position-embedded, instruction-FiLMed image tokens from a CoordConv tower,
+# and a pointer token)
 CASES = [("mlp", "autoregressive", "causal"), ("resampler", "parallel", "causal"),
          ("pixel_shuffle", "parallel", "bidirectional")]
 
@@ -25,7 +26,7 @@ def exported(request, tmp_path_factory):
 
     projector, mode, prefix_attention = request.param
     extra = {"prefix_attention": prefix_attention, "visual_pos_embed": True, "film": True, "aux_state_dim": 6,
-             "aux_source": "visual", "pointer_token": True} if prefix_attention != "causal" else {}
+             "aux_source": "visual", "pointer_token": True, "coord_channels": True} if prefix_attention != "causal" else {}
     policy = make_policy(projector=projector, decoding=mode, **extra).eval()
     if policy.film is not None:  # zero-initialised FiLM is the identity: give it weights that do something
         with torch.no_grad():

@@ -14,7 +14,7 @@ import torch
 from tests.vla.model.conftest import make_obs
 from vla.model import VLAPolicy
 from vla.model.config import VisionConfig, debug_config
-from vla.model.vision import VisionTower
+from vla.model.vision import VisionTower, coord_grid
 from vla.normalization import Normalizer, NormStats
 
 # 32x32 input: ResNet stem /4 -> 8x8, second stage /2 -> 4x4. (ConvNeXt, {"patch_size": 4,
@@ -24,12 +24,11 @@ CONV_TOWERS = {
 }
 
 
-def _conv_policy(model_type: str) -> VLAPolicy:
+def _conv_policy(model_type: str, coord_channels: bool = False) -> VLAPolicy:
     torch.manual_seed(0)
     cfg = debug_config(projector="pixel_shuffle", decoding="parallel")
-    cfg = dataclasses.replace(
-        cfg, vision=VisionConfig(model_type=model_type, image_size=32, hf_config=CONV_TOWERS[model_type])
-    )
+    cfg = dataclasses.replace(cfg, vision=VisionConfig(model_type=model_type, image_size=32,
+                                                       hf_config=CONV_TOWERS[model_type], coord_channels=coord_channels))
     policy = VLAPolicy.from_config(cfg, instructions=["pick up the red cube"])
     rng = np.random.default_rng(0)
     policy.set_normalizers(
@@ -61,8 +60,28 @@ def test_vit_tower_is_unchanged() -> None:
     assert (tower.num_patches, tower.grid, tower.hidden_size) == (16, 4, 32)
 
 
-def test_resnet_policy_trains_decodes_and_round_trips(tmp_path) -> None:
-    policy = _conv_policy("resnet")
+def test_coord_grid_values() -> None:
+    g = coord_grid(4)  # pixel centres of a 4-pixel side: -0.75, -0.25, 0.25, 0.75
+    c = torch.tensor([-0.75, -0.25, 0.25, 0.75])
+    assert g.shape == (1, 2, 4, 4)
+    assert torch.equal(g[0, 0, 2], c) and torch.equal(g[0, 1, :, 2], c)  # x along a row, y down a column
+
+
+def test_coord_channels_feed_the_tower_xy() -> None:
+    tower = VisionTower(VisionConfig(model_type="resnet", image_size=32, hf_config=CONV_TOWERS["resnet"],
+                                     coord_channels=True)).eval()
+    assert tower.model.config.num_channels == 5 and (tower.num_patches, tower.hidden_size) == (16, 16)
+    assert "coords" not in tower.state_dict()  # rebuilt from the config, not a weight
+    x = torch.randn(2, 3, 32, 32)
+    fmap = tower.model(pixel_values=torch.cat([x, coord_grid(32).expand(2, -1, -1, -1)], 1)).last_hidden_state
+    assert torch.equal(tower(x), fmap.flatten(2).transpose(1, 2))
+    with pytest.raises(ValueError, match="coord_channels"):
+        VisionConfig(pretrained="/models/siglip", coord_channels=True)
+
+
+@pytest.mark.parametrize("coord_channels", [False, True], ids=["plain", "coordconv"])
+def test_resnet_policy_trains_decodes_and_round_trips(tmp_path, coord_channels: bool) -> None:
+    policy = _conv_policy("resnet", coord_channels)
     assert policy.num_visual_tokens == 2 * 4  # 4x4 grid, pixel_shuffle 2 -> 4 tokens per camera
     obs = [make_obs(0), make_obs(1, "push the cube to the target")]
     batch = policy.prepare_observations(obs)

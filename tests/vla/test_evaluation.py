@@ -127,3 +127,8 @@ def test_vla_eval_cli_runs_in_the_sim(tmp_path) -> None:
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["episodes"] == 2 and report["split"] == "heldout" and 0 <= report["success_rate"] <= 1
     assert report["latency_ms_p50"] > 0 and (tmp_path / "v.gif").stat().st_size > 0
+    assert report["image_size"] == 32  # rendered at the policy's input size (the debug config's 32 px) by default
+    args = parser.parse_args(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--task", "ReachCube", "--episodes", "1",
+                              "--report", str(tmp_path / "r.json"), "--image-size", "48", "--no-progress"])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["image_size"] == 48

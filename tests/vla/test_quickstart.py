@@ -14,6 +14,8 @@ def test_quickstart_smoke_runs_every_stage(tmp_path):
     assert r["episodes"] == 2 and 0.0 <= r["success_rate"] <= 1.0
     assert (out / "policy" / "checkpoint" / "model.safetensors").is_file()
     assert summary["tokenizer"]["valid_fraction"] == 1.0
+    # eval renders the cameras at the size the demos were recorded at (the policy's 64 px input)
+    assert json.loads((out / "eval_ReachCube.json").read_text())["image_size"] == 64
     # a re-run resumes: every stage's output exists, nothing is recomputed but eval
     assert main(["quickstart", "--out", str(out), "--smoke", "--tasks", "ReachCube"]) == 0
 

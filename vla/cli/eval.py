@@ -2,6 +2,7 @@
 
     vla eval --checkpoint runs/tiny/checkpoint --task PickCube --episodes 20 --seed 0 \
         [--video pick.mp4] [--report report.json] [--heldout] [--decoding parallel] [--execute-steps 2] [--expert]
+        [--image-size 128]
     vla eval --runtime onnx --checkpoint exports/tiny --task PickCube     # a `vla export onnx` dir
 
 Prints success rate (Wilson 95% CI), mean episode length, latency p50/p99; `--report` writes the JSON
@@ -33,12 +34,18 @@ def _handler(args: argparse.Namespace) -> int:
 
         policy = make_runtime(args.runtime, args.checkpoint)
     split = "heldout" if args.heldout else "train"
+    # render the cameras at the policy's input size by default: that is how `vla sim demos` records training
+    # data for it (quickstart), and a 128 px render resized to 64 px is not the same image as a 64 px render
+    image_size = args.image_size or int(policy.cfg.vision.image_size)
+    if not 16 <= image_size <= 1024:
+        raise ValueError(f"--image-size {image_size}: must be in [16, 1024] pixels")
     runner = ChunkedPolicy(policy, execute_steps=args.execute_steps, mode=args.decoding)
     expert = (lambda env: sim.make_expert(args.task, env)) if args.expert else None
-    report = evaluate(runner, lambda: sim.make(args.task, split=split), episodes=args.episodes, seed=args.seed,
+    report = evaluate(runner, lambda: sim.make(args.task, split=split, image_size=image_size), episodes=args.episodes, seed=args.seed,
                       video_path=args.video, write_video=sim.write_video, expert_factory=expert,
                       progress=not args.no_progress)
     report = {"task": args.task, "split": split, "checkpoint": str(args.checkpoint), "runtime": args.runtime,
+              "image_size": image_size,
               "decoding": args.decoding or policy.cfg.action.decoding, **report}
     lo, hi = report["success_ci95"]
     print(f"{args.task} [{split}]: success {report['successes']}/{report['episodes']} = {report['success_rate']:.2f} "
@@ -68,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", default=None, help="rollout video (.mp4 or .gif) of the first 2 episodes")
     p.add_argument("--report", default=None, help="JSON report path")
     p.add_argument("--heldout", action="store_true", help="held-out paraphrases and object positions")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="camera render size (default: the policy's input size, as `vla sim demos --image-size` "
+                   "records for it; the policy resizes any other size)")
     p.add_argument("--decoding", choices=["autoregressive", "parallel"], default=None,
                    help="override the checkpoint's decoding mode")
     p.add_argument("--execute-steps", type=int, default=None, help="actions executed per chunk (default: all H)")

@@ -6,7 +6,8 @@
 Stages (each writes under --out and is skipped when its output already exists, so a re-run resumes):
 1. demos:     scripted-expert rollouts per task with DART noise, LeRobot v3.0 (`vla sim demos`), written by
               --workers processes in parallel as dataset parts; each scene once per cube where the task takes
-              a target choice (`--every-target`: contrastive demos, so the policy must read the colour word)
+              a target choice (`--every-target`: contrastive demos, so the policy must read the colour word),
+              and 5 expert steps past the first success (`--hold-steps`: the demos show staying at the goal)
 2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
 3. train:     the tiny default policy on all tasks' demos (`vla train --config configs/train/tiny.yaml`)
 4. eval:      closed-loop success and latency per task (`vla eval`), summarized in summary.json
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 DEFAULT_TASKS = ("ReachCube", "PickCube")
-DEFAULT_DEMOS = (3000, 400)  # ReachCube episodes are ~15 frames, PickCube ~35: the measured recipe
+DEFAULT_DEMOS = (3000, 400)  # rollouts (each scene once per cube): the measured recipe (BENCHMARKS.md)
 OTHER_DEMOS = 1000
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="parallel demo-writing processes per task, one dataset part each (default: up to 2)")
     p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
-    p.add_argument("--eval-episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
+    p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true",
                    help="tiny numbers (4 demos, 30 steps, 2 eval episodes): checks every stage runs, not success")

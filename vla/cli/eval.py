@@ -36,9 +36,7 @@ def _handler(args: argparse.Namespace) -> int:
     split = "heldout" if args.heldout else "train"
     # render the cameras at the policy's input size by default: that is how `vla sim demos` records training
     # data for it (quickstart), and a 128 px render resized to 64 px is not the same image as a 64 px render
-    image_size = args.image_size or int(policy.cfg.vision.image_size)
-    if not 16 <= image_size <= 1024:
-        raise ValueError(f"--image-size {image_size}: must be in [16, 1024] pixels")
+    image_size = args.image_size or int(policy.cfg.vision.image_size)  # sim.TaskConfig checks its range
     runner = ChunkedPolicy(policy, execute_steps=args.execute_steps, mode=args.decoding)
     expert = (lambda env: sim.make_expert(args.task, env)) if args.expert else None
     report = evaluate(runner, lambda: sim.make(args.task, split=split, image_size=image_size), episodes=args.episodes, seed=args.seed,

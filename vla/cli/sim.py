@@ -152,8 +152,9 @@ def _demos(args: argparse.Namespace) -> int:
     if args.hold_steps < 0:
         raise ValueError(f"--hold-steps {args.hold_steps}: must be >= 0")
     max_attempts = args.max_attempts if args.max_attempts is not None else 2 * args.episodes + 10
-    # with --hold-steps the env must not end the episode at the first success; the loop below does
-    env = sim.make(args.task, image_size=args.image_size, split=args.split, terminate_on_success=args.hold_steps == 0)
+    # the loop below ends an episode --hold-steps steps after its first success (at it, by default), so the env
+    # must not end it on success itself
+    env = sim.make(args.task, image_size=args.image_size, split=args.split, terminate_on_success=False)
     fps = env.control_hz
     if float(fps) != int(fps):
         raise ValueError(f"control_hz={fps}: LeRobot datasets need an integer fps")

@@ -107,22 +107,27 @@ class LeRobotDataset:
             raise KeyError(f"no feature {name!r}; features: {sorted(self.features)}")
         return self._columns[name]
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def _position(self, i: int) -> int:
+        """The index check of `ds[i]` and `frame(i, key)`: an int in [-N, N) -> its position in [0, N)."""
         n = len(self)
         if not isinstance(i, (int, np.integer)):
             raise TypeError(f"index must be an int, got {type(i).__name__}")
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} frames")
-        i = int(i) % n
+        return int(i) % n
+
+    def _camera(self, i: int, key: str) -> np.ndarray:
+        return self._image(i, key) if key in self.image_keys else self._video_frame(i, key)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = self._position(i)
         item: dict[str, Any] = {}
         for k, col in self._columns.items():
             if k in F.DEFAULT_FEATURES:
                 continue
             item[k] = col[i].copy() if isinstance(col[i], np.ndarray) else col[i]
-        for k in self.image_keys:
-            item[k] = self._image(i, k)
-        for k in self.video_keys:
-            item[k] = self._video_frame(i, k)
+        for k in (*self.image_keys, *self.video_keys):
+            item[k] = self._camera(i, k)
         task_index = int(self._columns["task_index"][i])
         item["task"] = self.tasks[task_index]
         item["task_index"] = task_index
@@ -136,9 +141,7 @@ class LeRobotDataset:
         """One camera frame, uint8 [H, W, 3]: `self[i][key]` without building the rest of the item (bulk loads)."""
         if key not in self.image_keys and key not in self.video_keys:
             raise KeyError(f"no image or video feature {key!r}; cameras: {self.image_keys + self.video_keys}")
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} frames")
-        return self._image(int(i), key) if key in self.image_keys else self._video_frame(int(i), key)
+        return self._camera(self._position(i), key)
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers (spawn/forkserver) copy the dataset: drop open decoders and caches,

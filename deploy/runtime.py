@@ -42,6 +42,13 @@ class Runtime(abc.ABC):
     def reset(self) -> None:  # noqa: B027 - stateless runtimes need nothing
         """Start of an episode (clears any internal state)."""
 
+    @property
+    def execute_steps(self) -> int | None:
+        """Actions per chunk the policy was evaluated with before re-planning (its checkpoint's
+        `action.execute_steps`); None when the policy does not say."""
+        cfg = getattr(self, "cfg", None)
+        return None if cfg is None else cfg.action.execute_steps
+
 
 class PolicyRuntime(Runtime):
     """Adapts a callable obs -> action [7] / chunk [H, 7] (with optional `.reset()`)."""
@@ -63,6 +70,10 @@ class TorchRuntime(Runtime):
 
     def __init__(self, model: Any) -> None:
         self.model = model
+
+    @property
+    def cfg(self) -> Any:
+        return getattr(self.model, "cfg", None)
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> TorchRuntime:

@@ -41,7 +41,8 @@ class ChunkedPolicy:
 
     def __init__(self, policy: Any, execute_steps: int | None = None, mode: str | None = None) -> None:
         h = policy.cfg.action.horizon
-        self.execute_steps = h if execute_steps is None else int(execute_steps)
+        # default: the checkpoint's `action.execute_steps` (the whole chunk when unset)
+        self.execute_steps = policy.cfg.action.steps_per_plan if execute_steps is None else int(execute_steps)
         if not 1 <= self.execute_steps <= h:
             raise ValueError(f"execute_steps={execute_steps} must be in [1, horizon={h}]")
         self.policy, self.mode = policy, mode

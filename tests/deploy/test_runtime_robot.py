@@ -32,6 +32,18 @@ def test_policy_runtime_shapes_and_reset():
     with pytest.raises(ValueError, match=r"expected \[7\] or \[H, 7\]"):
         PolicyRuntime(lambda obs: np.zeros(6)).predict_action({})
     assert PolicyRuntime(lambda obs: np.zeros((4, 7))).predict_action({}).shape == (4, 7)
+    assert rt.execute_steps is None  # a plain callable says nothing: `vla control` re-plans every step
+
+
+def test_torch_runtime_execute_steps_comes_from_the_policy_config():
+    from types import SimpleNamespace
+
+    from vla.model.config import ActionConfig
+
+    model = SimpleNamespace(cfg=SimpleNamespace(action=ActionConfig(horizon=4, execute_steps=2)))
+    assert TorchRuntime(model).execute_steps == 2
+    model.cfg.action = ActionConfig(horizon=4)
+    assert TorchRuntime(model).execute_steps is None
 
 
 class _LoggingDriver(EEDeltaDriver):
@@ -93,6 +105,7 @@ def test_torch_runtime_checkpoint_runs_episode_to_horizon(make_bridge, tmp_path)
                       val_fraction=0.0, val_every=1000, log_every=4, save_every=1000, augment=AugmentConfig(enabled=False))
     train(cfg, data, tmp_path / "run", progress=False)
     rt = TorchRuntime.from_checkpoint(tmp_path / "run" / "checkpoint")
+    assert rt.execute_steps is None and rt.cfg.action.horizon == 2  # the checkpoint's own config
     server = make_bridge(robot=SimRobot("ReachCube", horizon=6, image_size=32), lockstep=True)
     with BridgeClient(server.endpoint, timeout_s=10.0) as c:
         rep = ControlLoop(c, rt, ControlConfig(hz=100, chunk_mode="open_loop", stop_on_success=False)).run_episode(0)

@@ -40,10 +40,13 @@ class FakeEnv:
 class FakeVLA:
     """Stands in for VLAPolicy: chunks [H, 7] whose first column counts calls; NaN on call `bad`."""
 
-    def __init__(self, horizon: int = 3, bad: int | None = None) -> None:
+    def __init__(self, horizon: int = 3, bad: int | None = None, execute_steps: int | None = None) -> None:
         from types import SimpleNamespace
 
-        self.cfg = SimpleNamespace(action=SimpleNamespace(horizon=horizon, decoding="parallel"))
+        from vla.model.config import ActionConfig
+
+        action = ActionConfig(horizon=horizon, decoding="parallel", execute_steps=execute_steps)
+        self.cfg = SimpleNamespace(action=action)
         self.calls, self.bad = 0, bad
 
     def predict_action(self, obs, mode=None):
@@ -75,6 +78,16 @@ def test_chunks_execute_open_loop_then_replan() -> None:
     assert len(runner.inference_ms) == 3 and len(runner.step_ms) == 5
     with pytest.raises(ValueError, match="execute_steps"):
         ChunkedPolicy(vla, execute_steps=4)
+
+
+def test_execute_steps_default_comes_from_the_checkpoint_config() -> None:
+    runner = ChunkedPolicy(FakeVLA(horizon=4, execute_steps=3))
+    assert runner.execute_steps == 3
+    assert [runner({})[0] for _ in range(7)] == [1, 1, 1, 2, 2, 2, 3]
+    assert ChunkedPolicy(FakeVLA(horizon=4)).execute_steps == 4  # unset: the whole chunk, open loop
+    assert ChunkedPolicy(FakeVLA(horizon=4, execute_steps=3), execute_steps=1).execute_steps == 1  # explicit wins
+    with pytest.raises(ValueError, match=r"execute_steps=5: must be in \[1, horizon=4\]"):
+        FakeVLA(horizon=4, execute_steps=5)
 
 
 def test_undecodable_chunk_holds_still_and_is_counted() -> None:

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--connect", default="tcp://127.0.0.1:5555")
     p.add_argument("--hz", type=float, default=None, help="control rate (default: the bridge's)")
     p.add_argument("--chunk-mode", default="receding", choices=["open_loop", "receding", "ensemble"])
-    p.add_argument("--replan-every", type=int, default=1, help="receding horizon: re-plan every k steps")
+    p.add_argument("--replan-every", type=int, default=None,
+                   help="receding horizon: re-plan every k steps (default: the checkpoint's action.execute_steps, else 1)")
     p.add_argument("--ensemble-m", type=float, default=0.01)
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=None, help="first episode seed (then seed+1, ...)")
@@ -61,8 +62,9 @@ def control_cmd(args: argparse.Namespace) -> int:
             runtime = PolicyRuntime(expert)
         else:
             runtime = make_runtime(args.runtime, args.checkpoint, device=args.device)
+        replan = args.replan_every if args.replan_every is not None else (runtime.execute_steps or 1)
         cfg = ControlConfig(hz=args.hz or float(hello["control_hz"]), chunk_mode=args.chunk_mode,
-                            replan_every=args.replan_every, ensemble_m=args.ensemble_m,
+                            replan_every=replan, ensemble_m=args.ensemble_m,
                             max_latency_s=args.max_latency_ms / 1000.0, max_steps=args.max_steps,
                             privileged=bool(args.expert))
         loop = ControlLoop(client, runtime, cfg)

@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "records for it; the policy resizes any other size)")
     p.add_argument("--decoding", choices=["autoregressive", "parallel"], default=None,
                    help="override the checkpoint's decoding mode")
-    p.add_argument("--execute-steps", type=int, default=None, help="actions executed per chunk (default: all H)")
+    p.add_argument("--execute-steps", type=int, default=None, help="actions executed per chunk before re-planning (default: the checkpoint's "
+                        "action.execute_steps, else all H)")
     p.add_argument("--expert", action="store_true", help="also roll out the scripted expert on the same seeds")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: batch-1 decoding of small models gains little from more, and "

@@ -128,6 +128,9 @@ class ActionConfig:
     decoding: str = "autoregressive"  # autoregressive (KV cache) | parallel (one forward, OFT-style)
     parallel_attention: str = "bidirectional"  # parallel: action slots see each other | causal
     norm_mode: str = "bounds_q99"  # vla.normalization mode for actions (gripper left unnormalized)
+    # actions of each chunk executed before re-planning, the default of `vla eval` and `vla control`
+    # (None: all H, open loop); the checkpoint carries the value its policy was evaluated with
+    execute_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("bins", "fast"):
@@ -145,6 +148,13 @@ class ActionConfig:
             raise _err("ActionConfig", "n_bins", self.n_bins, "must be >= 2")
         if self.norm_mode not in ("bounds_q99", "mean_std", "min_max"):
             raise _err("ActionConfig", "norm_mode", self.norm_mode, "must be bounds_q99, mean_std or min_max")
+        if self.execute_steps is not None and not 1 <= self.execute_steps <= self.horizon:
+            raise _err("ActionConfig", "execute_steps", self.execute_steps, f"must be in [1, horizon={self.horizon}] or null")
+
+    @property
+    def steps_per_plan(self) -> int:
+        """Actions executed per predicted chunk: `execute_steps`, or the whole chunk when unset."""
+        return self.horizon if self.execute_steps is None else self.execute_steps
 
     @property
     def num_action_tokens(self) -> int:

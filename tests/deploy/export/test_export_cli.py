@@ -38,6 +38,7 @@ def test_export_onnx_cli_then_runtime_by_name(tmp_path, capsys):
     from vla.evaluation import ChunkedPolicy  # what `vla eval --runtime onnx` would wrap
 
     assert ChunkedPolicy(rt)(obs).shape == (7,)
+    assert rt.execute_steps == policy.cfg.action.execute_steps  # `vla control`'s default re-planning
 
 
 def test_make_runtime_rejects_unknown_kind(tmp_path):

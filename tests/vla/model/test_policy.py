@@ -17,6 +17,10 @@ def test_config_round_trips_through_a_dict() -> None:
     cfg = debug_config(projector="resampler", decoding="parallel")
     again = VLAConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
+    d = cfg.to_dict()
+    d["action"]["execute_steps"] = 1  # the re-planning default travels with the checkpoint's config
+    assert VLAConfig.from_dict(json.loads(json.dumps(d))).action.steps_per_plan == 1
+    assert cfg.action.execute_steps is None and cfg.action.steps_per_plan == cfg.action.horizon
 
 
 @pytest.mark.parametrize(
@@ -25,6 +29,8 @@ def test_config_round_trips_through_a_dict() -> None:
         (lambda: ActionConfig(decoding="beam"), "ActionConfig.decoding"),
         (lambda: ActionConfig(tokenizer="fast", decoding="parallel"), "ActionConfig.decoding"),
         (lambda: ActionConfig(horizon=0), "ActionConfig.horizon"),
+        (lambda: ActionConfig(horizon=4, execute_steps=0), "ActionConfig.execute_steps"),
+        (lambda: ActionConfig(horizon=4, execute_steps=5), "ActionConfig.execute_steps"),
         (lambda: TextConfig(vocab_size=100), "TextConfig.vocab_size"),
         (lambda: VLAConfig(cameras=()), "VLAConfig.cameras"),
         (lambda: VLAConfig(prompt_template="no slot"), "VLAConfig.prompt_template"),

@@ -1,4 +1,4 @@
-"""The README's main command, end to end at smoke size (~30 s on 2 cores)."""
+"""The README's main command, end to end at smoke size (about a minute on 2 cores)."""
 
 import json
 
@@ -16,6 +16,16 @@ def test_quickstart_smoke_runs_every_stage(tmp_path):
     assert summary["tokenizer"]["valid_fraction"] == 1.0
     # eval renders the cameras at the size the demos were recorded at (the policy's 64 px input)
     assert json.loads((out / "eval_ReachCube.json").read_text())["image_size"] == 64
+    # the exported graphs run the same episodes through ONNX Runtime (the same tokens: the same outcomes)
+    assert (out / "onnx" / "manifest.json").is_file()
+    o = summary["eval_onnx"]["ReachCube"]
+    assert o["episodes"] == 2 and o["success_rate"] == r["success_rate"]
+    assert o["execute_steps"] == r["execute_steps"] == 2  # the checkpoint's re-planning default, both runtimes
+    # ... and drive the sim over ZeroMQ in real time (a bridge child process, stopped afterwards)
+    c = summary["control"]["ReachCube"]
+    assert c["episodes"] == 1 and c["hz"] == 10.0 and c["counts"]["plans"] >= 1
+    assert json.loads((out / "control_ReachCube.json").read_text())["summary"]["episodes"] == 1
+    assert "bridge serving ReachCube" in (out / "control_ReachCube.bridge.log").read_text()
     # a re-run resumes: every stage's output exists, nothing is recomputed but eval
     assert main(["quickstart", "--out", str(out), "--smoke", "--tasks", "ReachCube"]) == 0
 

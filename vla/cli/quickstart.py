@@ -1,6 +1,6 @@
 """`vla quickstart`: the whole path on the embedded default, in one command.
 
-    vla quickstart --out runs/quickstart                 # demos -> tokenizer fit -> train -> eval
+    vla quickstart --out runs/quickstart                 # demos -> tokenizer fit -> train -> eval -> export -> control
     vla quickstart --out runs/qs --smoke                 # a 2-minute pass over every stage (tiny numbers)
 
 Stages (each writes under --out and is skipped when its output already exists, so a re-run resumes):
@@ -10,7 +10,12 @@ Stages (each writes under --out and is skipped when its output already exists, s
               and 5 expert steps past the first success (`--hold-steps`: the demos show staying at the goal)
 2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
 3. train:     the tiny default policy on all tasks' demos (`vla train --config configs/train/tiny.yaml`)
-4. eval:      closed-loop success and latency per task (`vla eval`), summarized in summary.json
+4. eval:      closed-loop success and latency per task (`vla eval`)
+5. export:    ONNX graphs of the checkpoint (`vla export onnx`), evaluated again on the same episodes through
+              ONNX Runtime (`vla eval --runtime onnx`): the deployable artefact, measured
+6. control:   the exported policy drives each task's sim over ZeroMQ in real time (`vla bridge` at the sim's
+              control rate in a child process, `vla control --runtime onnx`: deadlines, watchdog, safety limits)
+All of it is summarized in summary.json.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="run demos -> train -> eval on the embedded default",
+    p = sub.add_parser("quickstart", help="run demos -> train -> eval -> export -> control on the embedded default",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"sim tasks (default {DEFAULT_TASKS})")
@@ -52,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
+    p.add_argument("--control-episodes", type=int, default=5,
+                   help="episodes per task of the real-time ZeroMQ control stage (default 5; 0 skips the stage)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true",
                    help="tiny numbers (4 demos, 30 steps, 2 eval episodes): checks every stage runs, not success")
@@ -99,6 +106,59 @@ def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, n
     return parts
 
 
+def _control_stage(task: str, policy_dir: Path, report: Path, episodes: int, seed: int,
+                   image_size: int) -> dict:
+    """`vla bridge --task` (real time, the sim's control rate) in a child process + `vla control` here."""
+    import numpy as np
+
+    log = report.with_suffix(".bridge.log")
+    argv = ["bridge", "--task", task, "--bind", "tcp://127.0.0.1:*", "--image-size", str(image_size)]
+    print(f"\n=== bridge {task}: vla {' '.join(argv)} (log {log})", flush=True)
+    with open(log, "w") as f:
+        bridge = subprocess.Popen([sys.executable, "-m", "vla.cli", *argv], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        endpoint = _wait_for_endpoint(bridge, log)
+        _stage(f"control {task}", ["control", "--runtime", "onnx", "--checkpoint", str(policy_dir),
+                                   "--connect", endpoint, "--episodes", str(episodes), "--seed", str(seed),
+                                   "--timeout", "5", "--out", str(report)])
+    finally:
+        bridge.terminate()  # SIGTERM: the bridge stops serving and exits
+        try:
+            bridge.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+    eps = json.loads(report.read_text())["episodes"]
+    periods = [e["period"] for e in eps if e["period"]]
+    counts: dict[str, int] = {}
+    for e in eps:
+        for k, v in e["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+    return {"episodes": len(eps), "successes": sum(e["success"] for e in eps), "hz": _bridge_hz(task),
+            "steps": [e["steps"] for e in eps], "counts": counts,
+            "late": sum(counts.get(k, 0) for k in ("late", "old", "rejected", "timeouts")),
+            "period_ms_p50": float(np.median([p["p50_ms"] for p in periods])) if periods else float("nan"),
+            "period_ms_p99": float(max(p["p99_ms"] for p in periods)) if periods else float("nan")}
+
+
+def _bridge_hz(task: str) -> float:
+    import sim
+
+    return float(sim.registry.task_entry(task).default_config().control_hz)
+
+
+def _wait_for_endpoint(proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> str:
+    """The endpoint from the bridge's 'bridge serving <task> on tcp://host:port' line."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith("bridge serving") and " on " in line:
+                return line.split(" on ", 1)[1].split()[0]
+        if proc.poll() is not None:
+            raise RuntimeError(f"vla bridge exited with code {proc.returncode} before serving; see {log}")
+        time.sleep(0.2)
+    raise RuntimeError(f"vla bridge did not start serving within {timeout_s:g} s; see {log}")
+
+
 def run(args: argparse.Namespace) -> int:
     import sim
 
@@ -106,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; available: {sim.list_tasks()}")
     if args.smoke:
-        args.demos, args.eval_episodes = [4], 2
+        args.demos, args.eval_episodes, args.control_episodes = [4], 2, min(args.control_episodes, 1)
         args.max_steps = args.max_steps or 30
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--demos {args.demos}: give one count >= 1, or one per task ({len(args.tasks)})")
     if args.workers < 1:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
+    if args.control_episodes < 0:
+        raise ValueError(f"--control-episodes {args.control_episodes}: must be >= 0")
     from vla.train import TrainConfig
 
     image_size = TrainConfig.from_yaml(args.train_config).model_config().vision.image_size  # record at train size
@@ -153,13 +215,33 @@ def run(args: argparse.Namespace) -> int:
                                 "--report", str(report), "--video", str(out / f"eval_{task}.mp4")])
         results[task] = json.loads(report.read_text())
 
+    onnx_dir = out / "onnx"
+    if not (onnx_dir / "manifest.json").is_file():
+        _stage("export", ["export", "onnx", "--checkpoint", str(ckpt), "--out", str(onnx_dir)])
+    onnx_results = {}
+    for task in args.tasks:
+        report = out / f"eval_onnx_{task}.json"
+        _stage(f"eval {task} (ONNX Runtime)", ["eval", "--runtime", "onnx", "--checkpoint", str(onnx_dir),
+                                               "--task", task, "--episodes", str(args.eval_episodes),
+                                               "--seed", str(10_000 + args.seed), "--report", str(report)])
+        onnx_results[task] = json.loads(report.read_text())
+
+    control = {}
+    if args.control_episodes:
+        for task in args.tasks:
+            control[task] = _control_stage(task, onnx_dir, out / f"control_{task}.json", args.control_episodes,
+                                           20_000 + args.seed, image_size)
+
+    keys = ("success_rate", "success_ci95", "episodes", "mean_length", "latency_ms_p50", "latency_ms_p99",
+            "inference_ms_p50", "execute_steps")
     summary = {
         "tasks": args.tasks,
         "smoke": bool(args.smoke),
         "wall_seconds": time.perf_counter() - t_start,
         "tokenizer": json.loads((tok_dir / "tokenizer_report.json").read_text()),
-        "eval": {t: {k: r.get(k) for k in ("success_rate", "success_ci95", "episodes", "mean_length",
-                                            "latency_ms_p50", "latency_ms_p99", "inference_ms_p50")} for t, r in results.items()},
+        "eval": {t: {k: r.get(k) for k in keys} for t, r in results.items()},
+        "eval_onnx": {t: {k: r.get(k) for k in keys} for t, r in onnx_results.items()},
+        "control": control,
     }
     from vla.io import atomic_write_json
 
@@ -168,5 +250,12 @@ def run(args: argparse.Namespace) -> int:
     for t, r in summary["eval"].items():
         print(f"{t:>16}: success {r['success_rate']:.2f} over {r['episodes']} episodes, "
               f"policy inference p50 {r['inference_ms_p50']:.1f} ms (one chunk), per step p50 {r['latency_ms_p50']:.2f} ms")
+    for t, r in summary["eval_onnx"].items():
+        print(f"{t:>16}: ONNX Runtime: success {r['success_rate']:.2f} over {r['episodes']} episodes, "
+              f"inference p50 {r['inference_ms_p50']:.1f} ms (one chunk)")
+    for t, r in control.items():
+        print(f"{t:>16}: ZeroMQ control at {r['hz']:g} Hz: success {r['successes']}/{r['episodes']}, tick period "
+              f"p50 {r['period_ms_p50']:.1f} ms p99 {r['period_ms_p99']:.1f} ms, {r['counts'].get('queued', 0)} actions "
+              f"sent on time, {r['late']} late/dropped, {r['counts'].get('overruns', 0)} overruns")
     print(f"total {summary['wall_seconds'] / 60:.1f} min; details in {out / 'summary.json'}")
     return 0

@@ -72,6 +72,12 @@ def test_several_datasets_concatenate_without_crossing_episodes(tmp_path) -> Non
     assert sorted(f.tasks) == ["pick up the red cube", "push the green cube"]
     _, inside = chunk_targets(f, np.array([7, 8]), horizon=3)  # last frame of a's 2nd episode, first of b's
     assert inside.tolist() == [[True, False, False], [True, True, True]]
+    # loaded side by side, concatenated in the order given
+    fa, fb = (load_frames(r, ("agentview", "wrist"), image_size=8) for r in (a, b))
+    assert torch.equal(f.images, torch.cat([fa.images, fb.images]))
+    np.testing.assert_array_equal(f.actions, np.concatenate([fa.actions, fb.actions]))
+    with pytest.raises(FileNotFoundError):  # a bad root fails the whole load
+        load_frames([a, tmp_path / "missing"], ("agentview", "wrist"), image_size=8)
 
 
 def test_start_until_switches_to_uniform_sampling() -> None:

@@ -4,6 +4,9 @@
     vla control --connect tcp://robot:5555 --checkpoint runs/policy --hz 10 --chunk-mode ensemble
     vla control --connect tcp://robot:5555 --runtime tensorrt --checkpoint engines/policy      # exported model
 
+Receding horizon (the default chunk mode) re-plans every `--replan-every` steps; left out, the checkpoint's
+`action.execute_steps` (how its `vla eval` results were measured), else every step.
+
 Prints one JSON line per episode (success, steps, action statuses, tick-period stats) and a summary;
 --out writes them as JSON. Exit status 1 when the bridge stops answering (the error names it).
 """

@@ -13,7 +13,6 @@ config as `action.execute_steps`, which `vla eval` and `vla control` use by defa
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 from pathlib import Path
@@ -57,12 +56,12 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> No
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from vla.io import atomic_write_bytes
+    from vla.io import atomic_write_png
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_png(path, fig, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

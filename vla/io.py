@@ -1,10 +1,12 @@
 """Atomic file writes: readers see the old content or the new, never a torn file.
 
 atomic_write_text(path, text); atomic_write_bytes(path, data); atomic_write_json(path, obj)
+atomic_write_png(path, fig)   # a matplotlib figure
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -38,3 +40,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def atomic_write_png(path: str | os.PathLike, fig: Any, dpi: int = 100) -> None:
+    """A matplotlib figure rendered to PNG in memory, then written like `atomic_write_bytes`."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())

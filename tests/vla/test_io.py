@@ -25,3 +25,19 @@ def test_atomic_write_replaces_and_uses_umask_permissions(tmp_path):
 def test_atomic_write_text_exact(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "héllo\n")
     assert (tmp_path / "a.txt").read_bytes() == "héllo\n".encode()
+
+
+def test_atomic_write_png_writes_a_whole_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vla.io import atomic_write_png
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    atomic_write_png(tmp_path / "plot.png", fig, dpi=50)
+    plt.close(fig)
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]

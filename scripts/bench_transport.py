@@ -30,7 +30,9 @@ Two step shapes, each over tcp loopback and ipc, each against a raw pyzmq loop o
 - openpi:        openpi-client's WebsocketClientPolicy.infer(obs) against an openpi-style asyncio
                  websockets server (metadata on connect, msgpack_numpy both ways, compression off),
                  1 round trip with the obs going up: what a user of openpi's serving stack would run;
-                 compared with bridge_step (also 1 round trip, the obs coming down).
+                 compared with bridge_step (also 1 round trip, the obs coming down). Without openpi-client
+                 (`pip install --no-deps openpi-client`) or websockets>=13 the row is skipped up front with a
+                 message, and the JSON's latency.openpi_ws_tcp says {"skipped": true, "reason": ...}.
 Each server runs in its own (spawned) process; clients are interleaved in rounds. Every row also
 records cpu_us_per_step (client process with its zmq threads + server process, Linux schedstat), the
 part of the overhead a busy host does not blur as much as latency. Jitter: a
@@ -41,9 +43,12 @@ statistics. Numbers on a shared CPU are noisy; the JSON records the load average
 from __future__ import annotations
 
 import argparse
+import importlib
 import multiprocessing as mp
 import os
 import platform
+import queue
+import shutil
 import sys
 import tempfile
 import time
@@ -147,12 +152,42 @@ def _cpu_ns(pid: int) -> int | None:
         return None
 
 
-def _start(target, *args):  # target(*args, queue) puts its endpoint on the queue
+def _start(target, *args, timeout_s: float = 120.0):  # target(*args, queue) puts its endpoint on the queue
+    """Spawn a server; its endpoint once it is up. Raises at once if the child dies first (an import error in
+    it, say: its traceback is on stderr), instead of waiting out the timeout."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=target, args=(*args, q), daemon=True)
     p.start()
-    return p, q.get(timeout=120)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return p, q.get(timeout=0.1)
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"{target.__name__} exited with code {p.exitcode} before it was up") from None
+            if time.monotonic() > deadline:
+                p.kill()
+                raise TimeoutError(f"{target.__name__} not up after {timeout_s:g} s") from None
+
+
+# what the openpi baseline imports (bench_openpi, _ws_server): module -> (package, how to install it)
+OPENPI_DEPS = {
+    "openpi_client.msgpack_numpy": ("openpi-client", "pip install --no-deps openpi-client"),
+    "openpi_client.websocket_client_policy": ("openpi-client", "pip install --no-deps openpi-client"),
+    "websockets.asyncio.server": ("websockets>=13", "pip install 'websockets>=13'"),
+}
+
+
+def openpi_missing() -> str | None:
+    """Why the openpi baseline cannot run here (the missing package and how to install it), None if it can.
+    Checked in this process up front: the server child would otherwise die on the import."""
+    for module, (package, install) in OPENPI_DEPS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return f"{package} is not installed ({e}); {install}"
+    return None
 
 
 # ----------------------------------------------------------------------------------- clients
@@ -298,8 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=20, help="untimed iterations per client per round")
     ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds (iters are split across them)")
-    ap.add_argument("--jitter-s", type=float, default=10.0, help="seconds of control loop per rate")
+    ap.add_argument("--jitter-s", type=float, default=10.0, help="seconds of control loop per rate (0: no jitter measurement)")
     args = ap.parse_args(argv)
+    if args.jitter_s < 0:
+        ap.error(f"--jitter-s {args.jitter_s:g}: must be >= 0")
 
     from vla.io import atomic_write_json
 
@@ -321,12 +358,17 @@ def main(argv: list[str] | None = None) -> int:
                 srv = "raw" + mode
                 runs[f"raw_zmq{mode}_{transport}"] = (bench_raw, eps[srv], pids[srv])
                 runs[f"raw_zmq_step{mode}_{transport}"] = (bench_raw_step, eps[srv], pids[srv])
-        try:
-            proc, port = _start(_ws_server)
-            procs.append(proc)
-            runs["openpi_ws_tcp"] = (bench_openpi, port, proc.pid)
-        except ImportError as e:
-            print(f"openpi-client not installed ({e}); pip install --no-deps openpi-client", file=sys.stderr)
+        skipped = {}  # row -> why it was not run
+        if (why := openpi_missing()) is None:
+            try:
+                proc, port = _start(_ws_server)
+                procs.append(proc)
+                runs["openpi_ws_tcp"] = (bench_openpi, port, proc.pid)
+            except (RuntimeError, TimeoutError) as e:
+                why = f"its websocket server did not start: {e}"
+        if why is not None:
+            skipped["openpi_ws_tcp"] = why
+            print(f"bench_transport: skipping the openpi baseline: {why}", file=sys.stderr, flush=True)
         # rounds interleave the transports so drifting load on a shared machine biases none of them
         # CPU per step (client process incl. its zmq threads + server process) is the load-independent
         # part of the overhead: on a busy host, latency grows with every microsecond either side computes
@@ -345,13 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for p in procs:
             p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
     steps = args.rounds * (per_round + args.warmup)
     results = {k: {**_stats(v), **({} if cpu_ns[k] is None else {"cpu_us_per_step": cpu_ns[k] / steps / 1e3})}
                for k, v in samples.items()}
     for k, v in results.items():
         print(k, {m: round(x, 1) for m, x in v.items()}, flush=True)
-    if "openpi_ws_tcp" not in results:
-        results["openpi_ws_tcp"] = {"error": "openpi-client not installed"}
+    for k, why in skipped.items():
+        results[k] = {"skipped": True, "reason": why}
     ratios = {}
     for t in ("tcp", "ipc"):
         for shape in ("", "_step"):
@@ -363,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if "p50_us" in results["openpi_ws_tcp"]:
         for q in ("p50_us", "p99_us"):
             ratios[f"bridge_step_vs_openpi_tcp_{q[:3]}"] = results["bridge_step_tcp"][q] / results["openpi_ws_tcp"][q]
-    jitter = {f"{hz:g}hz": bench_jitter(hz, args.jitter_s) for hz in (10.0, 50.0)}
+    jitter = {f"{hz:g}hz": bench_jitter(hz, args.jitter_s) for hz in (10.0, 50.0)} if args.jitter_s > 0 else {}
     report = {
         "benchmark": "transport",
         "payload": {"cameras": 2, "image": [SIZE, SIZE, 3], "obs_bytes": 2 * SIZE * SIZE * 3 + 32, "action": [7]},

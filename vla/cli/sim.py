@@ -140,10 +140,10 @@ def _demos(args: argparse.Namespace) -> int:
     import itertools
 
     import numpy as np
-    from tqdm import tqdm
 
     import sim
     from vla.data import LeRobotDatasetWriter
+    from vla.progress import progress
 
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: must be >= 1")
@@ -172,7 +172,7 @@ def _demos(args: argparse.Namespace) -> int:
             use_videos=args.video,
             data_files_size_in_mb=args.file_mb,
         ) as writer,
-        tqdm(total=args.episodes, desc=f"{args.task} demos", unit="ep") as bar,
+        progress(total=args.episodes, desc=f"{args.task} demos", unit="ep") as bar,
     ):
         # scene k uses seed --seed + k, once per target with --every-target (else once, naming cube 0)
         rollouts = ((args.seed + k, target) for k in itertools.count() for target in targets)

@@ -1,28 +1,112 @@
 #!/usr/bin/env bash
-# Create (or update) the project's virtual environment at .venv and install vla into it.
+# Create (or update) the project's virtual environment at .venv and install vla into it, with every
+# package at the version pinned in requirements/constraints.txt (docs/install.md).
 #
 #   bash scripts/setup.sh                 # CPU machine: torch==2.13.0 (CPU) + vla[dev,train,deploy]
 #   VLA_EXTRAS=dev bash scripts/setup.sh          # no TensorRT builder (e.g. Jetson: use JetPack tensorrt)
 #   VLA_SYSTEM_SITE=1 bash scripts/setup.sh   # Jetson / CUDA box: reuse the system torch (JetPack wheel)
+#   VLA_CONSTRAINTS=none bash scripts/setup.sh    # no pins: the newest versions pyproject.toml allows
+#   VLA_CONSTRAINTS=FILE bash scripts/setup.sh    # pins from another constraints file
+#   VLA_VENV=DIR bash scripts/setup.sh            # a venv elsewhere than .venv (`make lock` uses it)
+#   VLA_LOCK_STRICT=1 bash scripts/setup.sh       # fail (not just warn) on a package the pins miss (CI)
 #
-# torch is pinned only where no torch is present: with VLA_SYSTEM_SITE=1 the venv sees the system
-# site-packages, so the torch already installed there satisfies vla's `torch>=2.3` and pip keeps it.
+# torch is installed only where no torch is present. With VLA_SYSTEM_SITE=1 the venv sees the system
+# site-packages: the torch already installed there satisfies vla's `torch>=2.3`, and the pins of every
+# package the system site already has (torch, numpy, ...) are dropped from the constraints, so that
+# pip keeps the system's builds instead of installing pinned copies over them in the venv.
+# The pins were resolved on CPython 3.11, Linux x86_64; elsewhere (e.g. JetPack 6's Python 3.10)
+# some pinned versions may not exist: use VLA_CONSTRAINTS=none there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 EXTRAS=${VLA_EXTRAS:-dev,train,deploy}
-if [ ! -x .venv/bin/python ]; then
+VENV=${VLA_VENV:-.venv}
+LOCK=${VLA_CONSTRAINTS:-requirements/constraints.txt}
+TORCH_PIN="torch==2.13.0"   # the CPU wheel; keep in step with the torch line of the lock
+
+if [ ! -x "$VENV/bin/python" ]; then
   if [ "${VLA_SYSTEM_SITE:-0}" = "1" ]; then
-    "$PY" -m venv --system-site-packages .venv
+    "$PY" -m venv --system-site-packages "$VENV"
   else
-    "$PY" -m venv .venv
+    "$PY" -m venv "$VENV"
   fi
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  echo "[setup] no torch found: installing torch==2.13.0 (CPU)"
-  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+VPY="$VENV/bin/python"
+
+CONSTRAINTS=""
+CONSTRAINT_ARGS=()
+BUILD_ARGS=()
+if [ "$LOCK" != "none" ]; then
+  [ -f "$LOCK" ] || { echo "[setup] constraints file $LOCK not found (VLA_CONSTRAINTS=none installs unpinned)" >&2; exit 1; }
+  CONSTRAINTS="$LOCK"
+  if grep -qiE '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
+    # Drop the pins of the distributions the system site-packages provides (the JetPack torch first).
+    CONSTRAINTS="$VENV/constraints.system-site.txt"
+    "$VPY" - "$LOCK" > "$CONSTRAINTS" <<'EOF'
+import importlib.metadata as md
+import re
+import sys
+from pathlib import Path
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+venv = Path(sys.prefix).resolve()
+system = {}
+for dist in md.distributions():
+    where = Path(dist.locate_file("")).resolve()
+    if where != venv and venv not in where.parents:
+        system.setdefault(norm(dist.metadata["Name"]), dist.version)
+for line in open(sys.argv[1]):
+    name = re.split(r"[=<>!~;\[\s]", line.strip(), maxsplit=1)[0]
+    if name and not line.startswith("#") and norm(name) in system:
+        print(f"# {line.strip()}  -- dropped: the system site-packages has {system[norm(name)]}")
+        continue
+    print(line, end="")
+EOF
+    echo "[setup] system site-packages: $(grep -c -- '-- dropped' "$CONSTRAINTS" || true) pins dropped for packages the system provides ($CONSTRAINTS)"
+  fi
+  CONSTRAINT_ARGS=(-c "$CONSTRAINTS")
+  # pip >= 25.3 applies -c to what it installs, not to the isolated build of vla itself: pin that
+  # build's setuptools too (pip is upgraded to the pinned one first).
+  BUILD_ARGS=(--build-constraint "$CONSTRAINTS")
+  if ! "$VPY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    echo "[setup] note: $LOCK was resolved on CPython 3.11; if pip finds no pinned version here, rerun with VLA_CONSTRAINTS=none" >&2
+  fi
 fi
-echo "[setup] installing vla[$EXTRAS] (editable)"
-.venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
-touch .venv/.vla-installed
+
+"$VPY" -m pip install --quiet "${CONSTRAINT_ARGS[@]}" --upgrade pip
+if ! "$VPY" -c "import torch" 2>/dev/null; then
+  echo "[setup] no torch found: installing $TORCH_PIN (CPU)"
+  "$VPY" -m pip install --quiet "${CONSTRAINT_ARGS[@]}" "$TORCH_PIN"
+fi
+echo "[setup] installing vla[$EXTRAS] (editable)${CONSTRAINTS:+, pinned by $CONSTRAINTS}"
+"$VPY" -m pip install --quiet "${CONSTRAINT_ARGS[@]}" "${BUILD_ARGS[@]}" -e ".[$EXTRAS]"
+
+if [ "$LOCK" != "none" ]; then
+  # Constraints pin versions but do not stop a new, unlisted dependency from coming in unpinned.
+  unpinned=$("$VPY" - "$CONSTRAINTS" <<'EOF'
+import importlib.metadata as md
+import re
+import sys
+from pathlib import Path
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+pinned = {norm(re.split(r"[=<>!~;\[\s]", line.strip(), maxsplit=1)[0])
+          for line in open(sys.argv[1]) if line.strip() and not line.startswith("#")}
+venv = Path(sys.prefix).resolve()
+for dist in md.distributions():
+    where = Path(dist.locate_file("")).resolve()
+    name = norm(dist.metadata["Name"])
+    if (where == venv or venv in where.parents) and name not in pinned and name != "vla":
+        print(f"{dist.metadata['Name']}=={dist.version}")
+EOF
+)
+  if [ -n "$unpinned" ]; then
+    echo "[setup] installed but not pinned in $LOCK (refresh the lock: docs/install.md):" $unpinned >&2
+    [ "${VLA_LOCK_STRICT:-0}" = "1" ] && exit 1
+  fi
+fi
+touch "$VENV/.vla-installed"

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from deploy.chunking import MODES, make_executor
 from deploy.client import BridgeClient, BridgeTimeout, ObsReply
-from deploy.runtime import Runtime
+from vla.chunking import MODES, make_executor
+from vla.runtime import Runtime
 
 
 class BridgeUnavailable(RuntimeError):
@@ -40,7 +40,7 @@ class BridgeUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class ControlConfig:
     hz: float = 10.0
-    chunk_mode: str = "receding"  # open_loop | receding | ensemble (deploy.chunking)
+    chunk_mode: str = "receding"  # open_loop | receding | ensemble (vla.chunking)
     replan_every: int = 1  # receding: re-plan every k steps
     ensemble_m: float = 0.01  # ensemble: ACT weight decay
     max_latency_s: float = 0.2  # an action must reach the bridge within this of its due time
@@ -198,14 +198,10 @@ class ControlLoop:
         if not self.lockstep and o.age_s > self.config.max_obs_age_s:
             counts["stale_obs"] += 1  # do not plan on it; the old plan (if any) keeps running out
             return
-        chunk = self.runtime.predict_action(o.obs)  # [H, 7]
+        chunk = self.runtime.infer(o.obs)  # ActionChunk [H, 7]
         counts["plans"] += 1
-        bad = ~np.all(np.isfinite(chunk), axis=1)
-        if bad.any():  # keep the valid prefix; a failed decode is never turned into a zero action
-            counts["invalid_rows"] += int(bad.sum())
-            chunk = chunk[: int(np.argmax(bad))]
-        if len(chunk):
-            executor.add_plan(t, chunk, origin_ns=o.t_obs)
+        if not executor.add_plan(t, chunk, origin_ns=o.t_obs):  # vla.chunking: never executed, the old plan runs out
+            counts["invalid_chunks"] += 1
 
     def _sleep(self, next_tick: int, counts: collections.Counter) -> int:
         next_tick += self.period_ns

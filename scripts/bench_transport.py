@@ -286,7 +286,7 @@ def bench_openpi(port: int, iters: int, warmup: int) -> list[float]:
 def bench_jitter(hz: float, seconds: float) -> dict[str, float]:
     from deploy.bridge import BridgeClient
     from deploy.control import ControlConfig, ControlLoop, period_stats
-    from deploy.runtime import PolicyRuntime
+    from vla.runtime import PolicyRuntime
 
     proc, endpoint = _start(_bridge_server, "tcp://127.0.0.1:*", hz, False)
     try:

@@ -3,14 +3,15 @@ length, per-step latency, rollout video. Knows nothing of `sim/`: the caller (th
 passes an env factory, and optionally a video writer and an expert factory.
 
     from vla.evaluation import ChunkedPolicy, evaluate
-    report = evaluate(ChunkedPolicy(policy), make_env=lambda: sim.make("PickCube"), episodes=20, seed=0,
+    report = evaluate(ChunkedPolicy(runtime), make_env=lambda: sim.make("PickCube"), episodes=20, seed=0,
                       video_path="pick.mp4", write_video=sim.write_video)
     report["success_rate"], report["success_ci95"], report["latency_ms_p50"]
 
-`ChunkedPolicy` adapts a `VLAPolicy` (chunks of H actions) to the one-action-per-step `sim.Policy`
-protocol: it predicts a chunk, executes its first `execute_steps` actions open-loop, then re-plans.
-A chunk that fails to decode (NaN) is never executed: the step holds still (zero motion, the previous
-gripper command) and is counted in `invalid_chunks`.
+`ChunkedPolicy` adapts a runtime (any backend of `vla.runtime.Runtime`: torch, ONNX Runtime, TensorRT)
+to the one-action-per-step `sim.Policy` protocol through the chunk executor `vla control` uses: it
+predicts a chunk, executes its first `execute_steps` actions, then re-plans. A chunk that fails to
+decode is never executed (`vla.chunking`'s rule): a step no valid plan covers holds still (zero motion,
+the previous gripper command); such chunks are counted in `invalid_chunks`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from vla.progress import progress
+from vla.runtime import ACTION_DIM
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -37,39 +41,56 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 class ChunkedPolicy:
-    """`sim.Policy` over a chunking VLAPolicy; records per-step and per-inference latency (ms)."""
+    """`sim.Policy` over a runtime (`vla.runtime.Runtime`): chunks run through the one chunk executor
+    (`vla.chunking`) that `vla control` uses too; records per-step and per-inference latency (ms).
 
-    def __init__(self, policy: Any, execute_steps: int | None = None, mode: str | None = None) -> None:
-        h = policy.cfg.action.horizon
-        # default: the checkpoint's `action.execute_steps` (the whole chunk when unset)
-        self.execute_steps = policy.cfg.action.steps_per_plan if execute_steps is None else int(execute_steps)
-        if not 1 <= self.execute_steps <= h:
-            raise ValueError(f"execute_steps={execute_steps} must be in [1, horizon={h}]")
-        self.policy, self.mode = policy, mode
+    execute_steps: actions of each chunk run before re-planning (receding horizon; default: the runtime's
+    checkpoint's `action.execute_steps`, else the whole chunk). A step no valid plan covers (a chunk that did
+    not decode) holds still: zero motion and the previous gripper command."""
+
+    def __init__(self, runtime: Any, execute_steps: int | None = None) -> None:
+        from vla.chunking import RecedingHorizon
+
+        self.execute_steps = runtime.execute_steps if execute_steps is None else int(execute_steps)
+        if self.execute_steps is not None and self.execute_steps < 1:
+            raise ValueError(f"execute_steps={execute_steps} must be >= 1")
+        self.runtime = runtime
+        self.executor = RecedingHorizon(self.execute_steps)
         self.step_ms: list[float] = []
         self.inference_ms: list[float] = []
         self.invalid_chunks = 0
         self.reset()
 
     def reset(self) -> None:
-        self._queue: list[np.ndarray] = []
+        self.invalid_chunks += self.executor.invalid_chunks
+        self.executor.reset()
+        self.runtime.reset()
+        self._t = 0
         self._gripper = -1.0  # episodes start with the gripper open
 
     def __call__(self, obs: dict[str, Any]) -> np.ndarray:
         t0 = time.perf_counter()
-        if not self._queue:
-            chunk = self.policy.predict_action(obs, mode=self.mode)  # [H, 7] robot units
+        t = self._t
+        if self.executor.needs_plan(t):
+            chunk = self.runtime.infer(obs)  # ActionChunk [H, 7] robot units
             self.inference_ms.append((time.perf_counter() - t0) * 1e3)
-            if not np.all(np.isfinite(chunk)):
-                self.invalid_chunks += 1
-                hold = np.zeros(chunk.shape[-1], dtype=np.float32)
-                hold[-1] = self._gripper
-                chunk = hold[None]
-            self._queue = list(chunk[: self.execute_steps])
-        action = np.asarray(self._queue.pop(0), dtype=np.float32)
+            if self.execute_steps is not None and self.execute_steps > len(chunk.actions):
+                raise ValueError(f"execute_steps={self.execute_steps} > the policy's chunk of {len(chunk.actions)}")
+            self.executor.add_plan(t, chunk)
+        step = self.executor.action(t)
+        if step is None:  # no valid plan covers t: hold still
+            action = np.zeros(ACTION_DIM, dtype=np.float32)
+            action[-1] = self._gripper
+        else:
+            action = np.asarray(step.action, dtype=np.float32)
         self._gripper = float(action[-1])
+        self._t += 1
         self.step_ms.append((time.perf_counter() - t0) * 1e3)
         return action
+
+    @property
+    def total_invalid_chunks(self) -> int:
+        return self.invalid_chunks + self.executor.invalid_chunks
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -97,7 +118,7 @@ def rollout(env: Any, policy: Any, seed: int, record: bool) -> dict[str, Any]:
 def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int = 0,
              video_path: str | None = None, write_video: Callable[..., Any] | None = None,
              video_episodes: int = 2, expert_factory: Callable[[Any], Any] | None = None,
-             progress: bool = False) -> dict[str, Any]:
+             show_progress: bool = False) -> dict[str, Any]:
     """Roll out `episodes` episodes (seeds seed, seed+1, ...) -> JSON-ready report.
 
     policy: a `sim.Policy`-like callable (a `ChunkedPolicy` adds latency and invalid-chunk fields).
@@ -107,12 +128,10 @@ def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int 
         raise ValueError(f"episodes={episodes} must be >= 1")
     if video_path is not None and write_video is None:
         raise ValueError("video_path needs a write_video callable (sim.write_video)")
-    from tqdm import tqdm
-
     env = make_env()
     try:
         results, frames = [], []
-        for i in tqdm(range(episodes), disable=not progress, desc="eval"):
+        for i in progress(range(episodes), disable=not show_progress, desc="eval"):
             r = rollout(env, policy, seed + i, record=video_path is not None and i < video_episodes)
             frames.extend(r.pop("frames"))
             results.append(r)
@@ -141,7 +160,7 @@ def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int 
         report.update({
             "latency_ms_p50": _pct(policy.step_ms, 50), "latency_ms_p99": _pct(policy.step_ms, 99),
             "inference_ms_p50": _pct(policy.inference_ms, 50), "inference_ms_p99": _pct(policy.inference_ms, 99),
-            "invalid_chunks": policy.invalid_chunks, "execute_steps": policy.execute_steps,
+            "invalid_chunks": policy.total_invalid_chunks, "execute_steps": policy.execute_steps,
         })
     if expert_rate is not None:
         report["expert_success_rate"] = expert_rate

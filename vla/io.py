@@ -2,14 +2,24 @@
 
 atomic_write_text(path, text); atomic_write_bytes(path, data); atomic_write_json(path, obj)
 atomic_write_png(path, fig)   # a matplotlib figure
+with atomic_directory("runs/x/checkpoint") as tmp: ...   # a whole directory, swapped in on success
+
+Directories (`atomic_directory`): a reader sees the old directory or the complete new one, never a mix.
+Everything is written into a temp sibling, fsynced and renamed onto the target (the old one, if any, is
+removed afterwards). A failure inside the block leaves the target untouched and removes the temp dir. The
+swap is two renames (old -> .old, tmp -> target), so a crash between them leaves `.<target>.old-*/ckpt`
+holding the previous directory (recover it by hand) rather than a half-written one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +57,35 @@ def atomic_write_png(path: str | os.PathLike, fig: Any, dpi: int = 100) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.replace(target, old / "ckpt")
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -2,7 +2,7 @@
 
     stats = NormStats.fit(actions)                            # [N, D] -> min/max/mean/std/q01/q99/count
     norm = Normalizer(stats, mode="bounds_q99")               # gripper (last dim) untouched by default
-    y = norm.normalize(actions); x = norm.unnormalize(y)      # numpy or torch, any leading shape
+    y = norm.normalize(actions); x = norm.unnormalize(y)      # numpy, any leading shape (torch-free)
     save_norm_stats(run / "norm_stats.json", {"action": norm})
 
 Modes, applied where `mask` is True (elsewhere values pass through unchanged):
@@ -116,30 +116,12 @@ class Normalizer:
         self._scale = np.where(self.mask, scale, 1.0)
         self._shift = np.where(self.mask, shift, 0.0)
         self._clip = mode == "bounds_q99"
-        self._cache: dict = {}
 
     @property
     def dim(self) -> int:
         return self.stats.dim
 
-    def _params(self, x: Any) -> tuple:
-        if not type(x).__module__.startswith("torch"):
-            return self._offset, self._scale, self._shift, self.mask
-        key = (x.device, x.dtype)
-        if key not in self._cache:
-            import torch
-
-            self._cache[key] = tuple(
-                torch.as_tensor(a, dtype=x.dtype if a.dtype != bool else torch.bool, device=x.device)
-                for a in (self._offset, self._scale, self._shift, self.mask)
-            )
-        return self._cache[key]
-
     def _check(self, x: Any, what: str) -> Any:
-        if type(x).__module__.startswith("torch"):
-            if x.shape[-1] != self.dim:
-                raise ValueError(f"{what} last dimension must be {self.dim}, got shape {tuple(x.shape)}")
-            return x
         arr = np.asarray(x)
         if arr.ndim < 1 or arr.shape[-1] != self.dim:
             raise ValueError(f"{what} last dimension must be {self.dim}, got shape {arr.shape}")
@@ -147,22 +129,15 @@ class Normalizer:
 
     def normalize(self, x: Any) -> Any:
         x = self._check(x, "input")
-        off, sc, sh, m = self._params(x)
-        y = (x - off) * sc + sh
+        y = (x - self._offset) * self._scale + self._shift
         if self._clip:
-            if type(y).__module__.startswith("torch"):
-                import torch
-
-                y = torch.where(m, y.clamp(-1.0, 1.0), y)
-            else:
-                y = np.where(m, np.clip(y, -1.0, 1.0), y)
-        return y.astype(x.dtype, copy=False) if isinstance(y, np.ndarray) else y
+            y = np.where(self.mask, np.clip(y, -1.0, 1.0), y)
+        return y.astype(x.dtype, copy=False)
 
     def unnormalize(self, y: Any) -> Any:
         y = self._check(y, "normalized input")
-        off, sc, sh, _ = self._params(y)
-        x = (y - sh) / sc + off
-        return x.astype(y.dtype, copy=False) if isinstance(x, np.ndarray) else x
+        x = (y - self._shift) / self._scale + self._offset
+        return x.astype(y.dtype, copy=False)
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "mask": self.mask.tolist(), "stats": self.stats.to_dict()}

@@ -9,7 +9,8 @@ CLI: `vla export onnx ...`, `vla export tensorrt ...` (vla/cli/export.py). Runti
 deploy/onnx_runtime.py and deploy/tensorrt_runtime.py.
 """
 
-from deploy.export.onnx_export import MANIFEST_FORMAT, export_onnx, load_manifest
+from deploy.export.onnx_export import export_onnx
+from deploy.manifest import MANIFEST_FORMAT, load_manifest
 from deploy.export.opcheck import check_export_dir, check_graph
 
 __all__ = ["MANIFEST_FORMAT", "check_export_dir", "check_graph", "export_onnx", "load_manifest"]

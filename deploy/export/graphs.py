@@ -17,7 +17,7 @@ The LM layers run through `DecoderCore`, a thin re-composition of the transforme
 (their own projections, RMSNorms, MLPs and rotary embedding) with attention written as MatMul/Softmax/
 Where and the KV cache as fixed-capacity tensors updated with `Where(slot == write_index)`: no `If`,
 no ScatterND, no zero-length tensors, no contrib ops, nothing data-dependent for TensorRT to trip on.
-Masks and position ids come from `vla.model.transforms` (the functions training uses).
+Masks and position ids come from `vla.model.sequence` (the functions training uses).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from vla.model.transforms import position_ids
+from vla.model.lm import export_unsupported
+from vla.model.policy import VLAPolicy
+from vla.model.sequence import position_ids
 
-# LM families whose decoder layer is exactly: RMSNorm -> q/k/v proj (+RoPE) -> attention -> o_proj -> residual
-# -> RMSNorm -> MLP -> residual (Llama, Qwen2, Mistral). Others (Gemma's scaled embeddings, Qwen3's q/k norms)
-# would silently compute something else, so they are refused.
-SUPPORTED_LM_TYPES = ("llama", "qwen2", "mistral")
+# Only LM families whose decoder layer DecoderCore re-composes exactly are exported (`vla.model.lm`); others
+# (Gemma's scaled embeddings, Qwen3's q/k norms) would silently compute something else, so they are refused.
 NEG = torch.finfo(torch.float16).min  # masked score: finite in fp16 engines too; exp() of it is 0 in fp32
 
 
@@ -42,8 +42,9 @@ class DecoderCore(nn.Module):
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
         cfg = lm.config
-        if cfg.model_type not in SUPPORTED_LM_TYPES:
-            raise ValueError(f"ONNX export supports LM types {SUPPORTED_LM_TYPES}, got {cfg.model_type!r}")
+        why = export_unsupported(cfg.model_type)
+        if why is not None:
+            raise ValueError(f"ONNX export: {why}")
         self.lm = lm
         self.n_layers = int(cfg.num_hidden_layers)
         self.n_heads = int(cfg.num_attention_heads)
@@ -100,7 +101,7 @@ class DecoderCore(nn.Module):
 
 
 class _PolicyGraph(nn.Module):
-    def __init__(self, policy: Any) -> None:
+    def __init__(self, policy: VLAPolicy) -> None:
         super().__init__()
         self.policy = policy
         self.n = int(policy.num_action_tokens)
@@ -174,7 +175,7 @@ class DecodeStepGraph(_PolicyGraph):
         return logits, self._ids(logits), torch.stack(keys), torch.stack(values)
 
 
-def build_graphs(policy: Any) -> dict[str, nn.Module]:
+def build_graphs(policy: VLAPolicy) -> dict[str, nn.Module]:
     """The graphs this policy exports: parallel only with a fixed-length (bins) action tokenizer."""
     cap = int(policy.prefix_len) + int(policy.num_action_tokens)
     graphs: dict[str, nn.Module] = {"encoder": EncoderGraph(policy)}

@@ -1,6 +1,6 @@
 """Export a `VLAPolicy` to ONNX graphs plus a manifest: everything a runtime needs, no checkpoint.
 
-    manifest = export_onnx(VLAPolicy.from_pretrained("runs/x/checkpoint"), "exports/x")
+    manifest = export_onnx(VLAPolicy.from_pretrained(ckpt), PolicyIO.load(ckpt), "exports/x")
     vla export onnx --checkpoint runs/x/checkpoint --out exports/x
 
 The export directory (written atomically):
@@ -8,7 +8,7 @@ The export directory (written atomically):
     encoder.onnx  parallel.onnx  prefill.onnx  decode_step.onnx   (see `deploy.export.graphs`)
     *.onnx.data                   external weights (graphs over `EXTERNAL_DATA_THRESHOLD` bytes)
     policy/                       a weightless checkpoint: config.json, tokenizer files, norm_stats.json,
-                                  loaded by `deploy.onnx_runtime.PolicyIO` to run the model's own transforms
+                                  loaded by `vla.policy_io.PolicyIO` to run the model's own transforms
 
 Graphs are traced with the TorchScript exporter at opset 17 (`dynamo=False`: it gives flat graphs with
 decomposed attention; the dynamo exporter emits opset-18+ functions). Batch is the only dynamic axis.
@@ -26,8 +26,11 @@ from typing import Any
 import torch
 
 from deploy.export.graphs import build_graphs
+from deploy.manifest import MANIFEST_FORMAT, load_manifest
+from vla.model.policy import VLAPolicy
+from vla.policy_io import PolicyIO
 
-MANIFEST_FORMAT = "vla-onnx-export/1"
+__all__ = ["MANIFEST_FORMAT", "OPSET", "export_onnx", "load_manifest"]
 OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 16 * 1024 * 1024  # graphs larger than this keep weights in <graph>.onnx.data
 
@@ -144,17 +147,18 @@ def _versions() -> dict[str, str]:
             "onnx": onnx.__version__}
 
 
-def export_onnx(policy: Any, out: str | os.PathLike, opset: int = OPSET, max_batch: int = 8) -> dict[str, Any]:
-    """Write the export directory for `policy` (see module docstring); returns the manifest."""
+def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: int = OPSET,
+                max_batch: int = 8) -> dict[str, Any]:
+    """Write the export directory for `policy` and its transforms `io` (see module docstring); returns the manifest."""
     from deploy.export.opcheck import check_model
-    from vla.model.checkpoint import atomic_directory
+    from vla.io import atomic_directory
 
     if opset > 19:
         raise ValueError(f"opset={opset}: TensorRT 10.3 portability needs opset <= 19")
     if max_batch < 1:
         raise ValueError(f"max_batch={max_batch}: must be >= 1")
-    if "action" not in policy.normalizers:
-        raise ValueError("policy has no action normalizer (norm_stats.json): the export could not unnormalize actions")
+    if io.cfg != policy.cfg:
+        raise ValueError("export_onnx: the PolicyIO belongs to another policy config than the weights")
     was_training = policy.training
     policy.eval()
     graphs = build_graphs(policy)
@@ -184,7 +188,7 @@ def export_onnx(policy: Any, out: str | os.PathLike, opset: int = OPSET, max_bat
                           "bos_id": policy.text_tokenizer.bos_id, "prompt_template": policy.cfg.prompt_template,
                           "action_tokenizer": policy.action_tokenizer.to_config()},
             "normalization": {"file": "policy/norm_stats.json", "action_mode": policy.cfg.action.norm_mode,
-                              "keys": sorted(policy.normalizers)},
+                              "keys": sorted(io.normalizers)},
             "image": {"mean": list(policy.cfg.vision.image_mean), "std": list(policy.cfg.vision.image_std),
                       "layout": "pixel_values float32 [B, C, 3, S, S] = (uint8/255 - mean) / std"},
             "model_config": policy.resolved_config().to_dict(),
@@ -199,20 +203,9 @@ def export_onnx(policy: Any, out: str | os.PathLike, opset: int = OPSET, max_bat
                 if problems:
                     raise ValueError("exported graph is not portable to TensorRT 10.3: " + "; ".join(problems))
                 manifest["graphs"][name] = entry
-            policy.save_pretrained(tmp / "policy", state_dict={})  # config + tokenizer + norm stats, no weights
-            (tmp / "policy" / "model.safetensors").unlink()
+            policy.save_pretrained(tmp / "policy", io, state_dict={})  # config + tokenizer + norm stats, no weights
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         policy.train(was_training)
     return manifest
-
-
-def load_manifest(directory: str | os.PathLike) -> dict[str, Any]:
-    path = Path(directory) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not an export directory (run `vla export onnx` first)")
-    m = json.loads(path.read_text())
-    if m.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: format {m.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-    return m

@@ -2,6 +2,7 @@
 
     m = build_engines("exports/x", "engines/x", EngineBuildConfig(precision="fp16"))
     vla export tensorrt --onnx exports/x --out engines/x --precision fp16 [--calib-dataset data/pick]
+    build_engines("exports/x", "engines/x", EngineBuildConfig(precision="int8"), calibration=feeds)
 
 Uses the TensorRT Python API: `tensorrt` (Jetson / JetPack 6 ships 10.3, datacenter GPUs) or `tensorrt_rtx`
 (RTX GPUs; `pip install tensorrt-rtx`; its builder runs without a GPU), whichever imports first.
@@ -12,7 +13,7 @@ precision), the `policy/` transforms dir, and `trtexec.sh`: the equivalent trtex
 on a Jetson, where the engine must be built (engines never port across GPUs or TensorRT versions).
 
 Precision: fp32 everywhere. `tensorrt`: fp16 sets the FP16 flag; int8 sets INT8 (+FP16 fallback) and runs
-entropy calibration on observations from a LeRobot dataset (needs a GPU). `tensorrt_rtx` is strongly
+entropy calibration on feeds the caller computes (`deploy.runtimes.calibration`; needs a GPU). `tensorrt_rtx` is strongly
 typed and takes precision from the graph, so fp16/int8 there are refused with the reason.
 """
 
@@ -27,23 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from deploy.export.onnx_export import load_manifest
+from deploy.manifest import load_manifest
+from deploy.trt import gpu_description, import_tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def import_tensorrt() -> tuple[Any, str]:
-    """(module, flavor) for whichever TensorRT is installed; ImportError naming both tries otherwise."""
-    errors = []
-    for name in ("tensorrt", "tensorrt_rtx"):
-        try:
-            import importlib
-
-            return importlib.import_module(name), name
-        except ImportError as e:  # noqa: PERF203 - two tries
-            errors.append(f"{name}: {e}")
-    raise ImportError("no TensorRT Python package: " + "; ".join(errors)
-                      + " (Jetson: JetPack 6 ships python3-libnvinfer; RTX: pip install tensorrt-rtx)")
 
 
 @dataclass(frozen=True)
@@ -51,8 +39,6 @@ class EngineBuildConfig:
     precision: str = "fp32"
     graphs: tuple[str, ...] = ()  # empty: every graph in the manifest
     workspace_mb: int = 1024
-    calib_dataset: str | None = None  # int8: LeRobot dataset root the calibration observations come from
-    calib_samples: int = 64
     compute_capability: str | None = None  # tensorrt_rtx without a GPU: target SM, e.g. "SM89"
 
     def __post_init__(self) -> None:
@@ -60,10 +46,6 @@ class EngineBuildConfig:
             raise ValueError(f"EngineBuildConfig.precision={self.precision!r}: must be one of {PRECISIONS}")
         if self.workspace_mb < 16:
             raise ValueError(f"EngineBuildConfig.workspace_mb={self.workspace_mb}: must be >= 16")
-        if self.precision == "int8" and not self.calib_dataset:
-            raise ValueError("EngineBuildConfig.calib_dataset=None: int8 needs a dataset to calibrate on")
-        if self.calib_samples < 1:
-            raise ValueError(f"EngineBuildConfig.calib_samples={self.calib_samples}: must be >= 1")
 
 
 def profile_shapes(entry: dict[str, Any], batch: dict[str, int]) -> dict[str, tuple[list[int], list[int], list[int]]]:
@@ -82,45 +64,6 @@ def trtexec_command(graph: str, entry: dict[str, Any], batch: dict[str, int], pr
     flags = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --fp16 --calib=calibration.cache"}[precision]
     return (f"trtexec --onnx={entry['file']} --saveEngine={graph}.engine --minShapes={fmt(0)} --optShapes={fmt(1)}"
             f" --maxShapes={fmt(2)} --timingCacheFile=timing.cache{flags}")
-
-
-def dataset_observations(root: str | os.PathLike, cameras: list[str], n: int) -> list[dict[str, Any]]:
-    """`n` frames spread over a LeRobot dataset, as the observation dicts the runtimes take."""
-    from vla.data import LeRobotDataset
-
-    ds = LeRobotDataset(root)
-    obs = []
-    for i in np.linspace(0, len(ds) - 1, num=min(n, len(ds))).astype(int):
-        f = ds[int(i)]
-        o = {c: np.asarray(f[f"observation.images.{c}"], dtype=np.uint8) for c in cameras}
-        o.update(state=np.asarray(f["observation.state"], dtype=np.float32), instruction=f["task"])
-        obs.append(o)
-    return obs
-
-
-def calibration_feeds(onnx_dir: str | Path, observations: list[dict[str, Any]]) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Per-graph input batches for INT8 calibration: the encoder's from the model's transforms, the
-    decoders' from running the fp32 graphs in ONNX Runtime on the same observations."""
-    from deploy.onnx_runtime import OnnxRuntime
-
-    rt = OnnxRuntime(onnx_dir, providers=["CPUExecutionProvider"])
-    feeds: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in rt.manifest["graphs"]}
-    seq = rt.manifest["sequence"]
-    for o in observations:
-        inputs = rt.io.prepare_observations([o])
-        enc = {i["name"]: inputs[i["name"]].numpy() for i in rt.manifest["graphs"]["encoder"]["inputs"]}
-        feeds["encoder"].append(enc)
-        prefix, valid = rt.encode(inputs)
-        feeds.get("parallel", []).append({"prefix_embeds": prefix, "prefix_mask": valid})
-        feeds["prefill"].append({"prefix_embeds": prefix, "prefix_mask": valid})
-        out = rt._run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid})
-        L = valid.shape[1]
-        kv = np.zeros((1, seq["cache_capacity"]), dtype=bool)
-        kv[:, : L + 1] = np.concatenate([valid, [[True]]], 1)
-        feeds["decode_step"].append({"token_ids": out["next_ids"], "position_ids": out["next_position"],
-                                     "write_index": np.array([L], dtype=np.int64), "kv_mask": kv,
-                                     "cache_k": out["cache_k"], "cache_v": out["cache_v"]})
-    return feeds
 
 
 def _calibrator(trt: Any, batches: list[dict[str, np.ndarray]], cache_path: Path) -> Any:
@@ -153,23 +96,13 @@ def _calibrator(trt: Any, batches: list[dict[str, np.ndarray]], cache_path: Path
     return Calibrator()
 
 
-def gpu_description() -> str:
-    """What the engine is built for: the CUDA device name + compute capability, or 'none'."""
-    try:
-        import torch
+def build_engines(onnx_dir: str | Path, out: str | Path, cfg: EngineBuildConfig = EngineBuildConfig(),
+                  calibration: dict[str, list[dict[str, np.ndarray]]] | None = None) -> dict[str, Any]:
+    """Build one engine per graph into `out` (atomically); returns the engine manifest.
 
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            return f"{p.name} (sm_{p.major}{p.minor})"
-    except ImportError:
-        pass
-    return "none"
-
-
-def build_engines(onnx_dir: str | Path, out: str | Path, cfg: EngineBuildConfig = EngineBuildConfig()) -> dict[str, Any]:
-    """Build one engine per graph into `out` (atomically); returns the engine manifest."""
-    from vla.io import atomic_write_bytes
-    from vla.model.checkpoint import atomic_directory
+    int8 needs `calibration`: per-graph lists of input feeds, computed by the caller
+    (`deploy.runtimes.calibration.calibration_feeds`; the builder never runs a runtime itself)."""
+    from vla.io import atomic_directory, atomic_write_bytes
 
     trt, flavor = import_tensorrt()
     onnx_dir = Path(onnx_dir)
@@ -182,12 +115,12 @@ def build_engines(onnx_dir: str | Path, out: str | Path, cfg: EngineBuildConfig 
         raise ValueError(f"precision={cfg.precision!r}: TensorRT-RTX builds strongly typed networks, precision comes "
                          "from the graph (fp16 needs an fp16 export, int8 a Q/DQ-quantized one); use fp32 here")
     gpu = gpu_description()
-    calib = None
     if cfg.precision == "int8":
         if gpu == "none":
             raise ValueError("precision='int8': calibration runs the network on a GPU; none is present")
-        obs = dataset_observations(cfg.calib_dataset, manifest["sequence"]["cameras"], cfg.calib_samples)
-        calib = calibration_feeds(onnx_dir, obs)
+        if not calibration or any(not calibration.get(g) for g in graphs):
+            raise ValueError(f"precision='int8' needs calibration feeds for every graph {list(graphs)} "
+                             "(vla export tensorrt --calib-dataset DIR computes them)")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     cache_file = Path(out) / "timing.cache"
@@ -215,7 +148,7 @@ def build_engines(onnx_dir: str | Path, out: str | Path, cfg: EngineBuildConfig 
                 config.set_flag(trt.BuilderFlag.FP16)
             if cfg.precision == "int8":
                 config.set_flag(trt.BuilderFlag.INT8)
-                config.int8_calibrator = _calibrator(trt, calib[name], tmp / f"{name}.calib.cache")
+                config.int8_calibrator = _calibrator(trt, calibration[name], tmp / f"{name}.calib.cache")
             profile = builder.create_optimization_profile()
             for inp, (lo, opt, hi) in profile_shapes(entry, manifest["batch"]).items():
                 profile.set_shape(inp, lo, opt, hi)

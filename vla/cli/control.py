@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="torch: a VLAPolicy checkpoint; onnx: a `vla export onnx` dir; tensorrt: an engine dir")
     src.add_argument("--expert", metavar="TASK", help="the sim task's scripted expert as the policy")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx", "tensorrt"],
-                   help="backend that runs --checkpoint (see deploy.runtime.make_runtime)")
+                   help="backend that runs --checkpoint (see deploy.runtimes.make_runtime)")
     p.add_argument("--connect", default="tcp://127.0.0.1:5555")
     p.add_argument("--hz", type=float, default=None, help="control rate (default: the bridge's)")
     p.add_argument("--chunk-mode", default="receding", choices=["open_loop", "receding", "ensemble"])
@@ -46,8 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def control_cmd(args: argparse.Namespace) -> int:
     from deploy.bridge import BridgeClient, BridgeError
     from deploy.control import BridgeUnavailable, ControlConfig, ControlLoop
-    from deploy.runtime import PolicyRuntime, make_runtime
+    from deploy.runtimes import make_runtime
+    from vla.runtime import PolicyRuntime
 
+    if args.replan_every is not None and args.replan_every < 1:
+        raise ValueError(f"--replan-every {args.replan_every}: must be >= 1")
+    # the policy first: a bad --checkpoint is reported as such, before any network is touched
+    runtime = None if args.expert else make_runtime(args.runtime, args.checkpoint, device=args.device)
     with BridgeClient(args.connect, timeout_s=args.timeout, curve_keys=args.curve_keys) as client:
         try:
             hello = client.hello()
@@ -63,8 +68,6 @@ def control_cmd(args: argparse.Namespace) -> int:
             expert = SimExpertPolicy(args.expert, **robot.get("overrides", {}))
             expert.prepare()  # seconds of env building, before the first tick's deadline starts running
             runtime = PolicyRuntime(expert)
-        else:
-            runtime = make_runtime(args.runtime, args.checkpoint, device=args.device)
         replan = args.replan_every if args.replan_every is not None else (runtime.execute_steps or 1)
         cfg = ControlConfig(hz=args.hz or float(hello["control_hz"]), chunk_mode=args.chunk_mode,
                             replan_every=replan, ensemble_m=args.ensemble_m,

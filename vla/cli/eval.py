@@ -16,32 +16,31 @@ import argparse
 
 
 def _handler(args: argparse.Namespace) -> int:
-    import torch
-
     import sim
+    from deploy.runtimes import make_runtime
     from vla.evaluation import ChunkedPolicy, evaluate
     from vla.io import atomic_write_json
-    from vla.model import VLAPolicy
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.task not in sim.list_tasks():
         raise ValueError(f"unknown task {args.task!r}; available: {sim.list_tasks()}")
-    if args.runtime == "torch":
-        policy = VLAPolicy.from_pretrained(args.checkpoint)
-    else:  # the same evaluation through an exported graph / engine (deploy runtimes share the interface)
-        from deploy.runtime import make_runtime
+    if args.execute_steps is not None and args.execute_steps < 1:
+        raise ValueError(f"--execute-steps {args.execute_steps}: must be >= 1")
+    if args.threads and args.runtime == "torch":
+        import torch
 
-        policy = make_runtime(args.runtime, args.checkpoint)
+        torch.set_num_threads(args.threads)
+    # every backend through the one factory and interface (vla.runtime.Runtime)
+    policy = make_runtime(args.runtime, args.checkpoint, device=args.device, mode=args.decoding,
+                          threads=args.threads if args.runtime == "onnx" else 0)
     split = "heldout" if args.heldout else "train"
     # render the cameras at the policy's input size by default: that is how `vla sim demos` records training
     # data for it (quickstart), and a 128 px render resized to 64 px is not the same image as a 64 px render
     image_size = args.image_size or int(policy.cfg.vision.image_size)  # sim.TaskConfig checks its range
-    runner = ChunkedPolicy(policy, execute_steps=args.execute_steps, mode=args.decoding)
+    runner = ChunkedPolicy(policy, execute_steps=args.execute_steps)
     expert = (lambda env: sim.make_expert(args.task, env)) if args.expert else None
     report = evaluate(runner, lambda: sim.make(args.task, split=split, image_size=image_size), episodes=args.episodes, seed=args.seed,
                       video_path=args.video, write_video=sim.write_video, expert_factory=expert,
-                      progress=not args.no_progress)
+                      show_progress=not args.no_progress)
     report = {"task": args.task, "split": split, "checkpoint": str(args.checkpoint), "runtime": args.runtime,
               "image_size": image_size,
               "decoding": args.decoding or policy.cfg.action.decoding, **report}
@@ -82,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "action.execute_steps, else all H)")
     p.add_argument("--expert", action="store_true", help="also roll out the scripted expert on the same seeds")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: batch-1 decoding of small models gains little from more, and "
-                   "oversubscribed OpenMP threads on a shared CPU are far slower; 0 = torch default)")
+                   help="torch / ONNX Runtime CPU threads (default 1: batch-1 decoding of small models gains little "
+                   "from more, and oversubscribed threads on a shared CPU are far slower; 0 = the backend's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (tensorrt needs a GPU)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_handler)

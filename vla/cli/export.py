@@ -37,10 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def onnx_cmd(args: argparse.Namespace) -> int:
     from deploy.export import check_export_dir, export_onnx
-    from vla.model import VLAPolicy
+    from vla.model.policy import VLAPolicy
+    from vla.policy_io import PolicyIO
 
     policy = VLAPolicy.from_pretrained(args.checkpoint)
-    m = export_onnx(policy, args.out, opset=args.opset, max_batch=args.max_batch)
+    m = export_onnx(policy, PolicyIO.load(args.checkpoint), args.out, opset=args.opset, max_batch=args.max_batch)
     check_export_dir(args.out)
     summary = {"out": str(args.out), "opset": m["opset"], "decoding": m["decoding"],
                "graphs": {k: {"inputs": {i["name"]: i["shape"] for i in g["inputs"]},
@@ -53,9 +54,20 @@ def tensorrt_cmd(args: argparse.Namespace) -> int:
     from deploy.export.tensorrt_build import EngineBuildConfig, build_engines
 
     cfg = EngineBuildConfig(precision=args.precision, graphs=tuple(args.graphs), workspace_mb=args.workspace_mb,
-                            calib_dataset=args.calib_dataset, calib_samples=args.calib_samples,
                             compute_capability=args.compute_capability)
-    m = build_engines(args.onnx, args.out, cfg)
+    calibration = None
+    if args.precision == "int8":  # the composition root wires runtime -> builder (the builder imports no runtime)
+        if not args.calib_dataset:
+            raise ValueError("--precision int8 needs --calib-dataset DIR (a LeRobot dataset to calibrate on)")
+        if args.calib_samples < 1:
+            raise ValueError(f"--calib-samples {args.calib_samples}: must be >= 1")
+        from deploy.runtimes.calibration import calibration_feeds, dataset_observations
+        from deploy.runtimes.onnx import OnnxRuntime
+
+        rt = OnnxRuntime(args.onnx, providers=["CPUExecutionProvider"])
+        obs = dataset_observations(args.calib_dataset, list(rt.cfg.cameras), args.calib_samples)
+        calibration = calibration_feeds(rt, obs)
+    m = build_engines(args.onnx, args.out, cfg, calibration=calibration)
     print(json.dumps({"out": str(args.out), **{k: v for k, v in m["tensorrt"].items() if k != "trtexec"}}, indent=2))
     print("# equivalent trtexec commands (Jetson: run them on the device, next to the .onnx files):")
     for cmd in m["tensorrt"]["trtexec"]:

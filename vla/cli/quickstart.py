@@ -9,7 +9,7 @@ Stages (each writes under --out and is skipped when its output already exists, s
               a target choice (`--every-target`: contrastive demos, so the policy must read the colour word),
               and 5 expert steps past the first success (`--hold-steps`: the demos show staying at the goal)
 2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
-3. train:     the tiny default policy on all tasks' demos (`vla train --config configs/train/tiny.yaml`)
+3. train:     the tiny default policy on all tasks' demos (`vla train --config tiny`)
 4. eval:      closed-loop success and latency per task (`vla eval`)
 5. export:    ONNX graphs of the checkpoint (`vla export onnx`), evaluated again on the same episodes through
               ONNX Runtime (`vla eval --runtime onnx`): the deployable artefact, measured
@@ -33,7 +33,6 @@ from pathlib import Path
 DEFAULT_TASKS = ("ReachCube", "PickCube")
 DEFAULT_DEMOS = (3000, 400)  # rollouts (each scene once per cube): the measured recipe (BENCHMARKS.md)
 OTHER_DEMOS = 1000
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the policy learns to stay there; `vla sim demos --hold-steps`; default 5)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel demo-writing processes per task, one dataset part each (default: up to 2)")
-    p.add_argument("--train-config", default=str(CONFIG_DIR / "train" / "tiny.yaml"))
+    p.add_argument("--train-config", default="tiny", help="named training config or YAML path (default tiny)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
     p.add_argument("--control-episodes", type=int, default=5,
@@ -183,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--control-episodes {args.control_episodes}: must be >= 0")
     from vla.train import TrainConfig
 
-    image_size = TrainConfig.from_yaml(args.train_config).model_config().vision.image_size  # record at train size
+    image_size = TrainConfig.load(args.train_config).model_config().vision.image_size  # record at train size
     datasets = []
     for i, task in enumerate(args.tasks):
         every = args.demo_targets == "every" and sim.registry.task_entry(task).env_cls.TARGET_CHOICE

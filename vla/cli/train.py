@@ -1,7 +1,7 @@
 """`vla train`: fine-tune a policy on a LeRobot dataset (see `vla.train.loop` for the run directory).
 
-    vla train --config configs/train/tiny.yaml --dataset data/demos --out runs/tiny [--max-steps 200]
-    vla train --config configs/train/tiny.yaml --dataset data/pick data/push --out runs/multi   # multi-task
+    vla train --config tiny --dataset data/demos --out runs/tiny [--max-steps 200]     # named config, or a YAML path
+    vla train --config tiny --dataset data/pick data/push --out runs/multi   # multi-task
     vla train ... --set lr=3e-4 --set freeze_vision=true       # any TrainConfig field (YAML-parsed value)
     vla train ... --resume                                     # continue runs/tiny from train_state/
     torchrun --nproc_per_node 2 -m vla.cli.train --config ...  # DDP (this module runs standalone)
@@ -34,7 +34,7 @@ def _handler(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None:
             overrides[name] = v
-    cfg = TrainConfig.from_yaml(args.config, overrides)
+    cfg = TrainConfig.load(args.config, overrides)
     summary = train(cfg, args.dataset, args.out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps({k: summary.get(k) for k in ("steps", "train_seconds", "last_train", "last_eval")}, indent=2))
     print(f"checkpoint: {args.out}/checkpoint")
@@ -44,7 +44,7 @@ def _handler(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a VLA policy on a LeRobot dataset",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="training YAML (configs/train/*.yaml)")
+    p.add_argument("--config", required=True, help="a named training config (vla/configs/train: tiny) or a YAML path")
     p.add_argument("--dataset", required=True, nargs="+", help="LeRobot dataset root(s); several = multi-task")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--max-steps", type=int, default=None)

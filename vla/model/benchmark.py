@@ -1,7 +1,7 @@
 """Decoding-latency benchmark on one set of weights (used by scripts/bench_policy.py).
 
-    policy = random_weight_policy(VLAConfig.from_yaml("configs/model/tiny.yaml"))
-    result = bench_decoding(policy, obs, iters=30)
+    policy, io = random_weight_policy(VLAConfig.load("tiny"))
+    result = bench_decoding(policy, io, obs, iters=30)
     result["modes"]["parallel"]["per_action_ms_p50"], result["speedup_vs_generate"]
 
 Modes: `generate` (transformers `generate()` with a logits processor, how OpenVLA's predict_action
@@ -28,6 +28,7 @@ from vla.model.decoding import (
     decode_parallel,
     generate_baseline,
     layer_loop_unsupported,
+    to_tensors,
 )
 
 
@@ -45,8 +46,8 @@ def _time_interleaved(fns: dict[str, Callable[[], Any]], iters: int, warmup: int
     return out
 
 
-def random_weight_policy(cfg: Any, instruction: str = "pick up the red cube") -> Any:
-    """A policy with seeded random weights and random normalizers: timing needs shapes, not training."""
+def random_weight_policy(cfg: Any, instruction: str = "pick up the red cube") -> tuple[Any, Any]:
+    """(policy, io) with seeded random weights and random normalizers: timing needs shapes, not training."""
     from vla.model.policy import VLAPolicy
     from vla.normalization import Normalizer, NormStats
 
@@ -54,28 +55,32 @@ def random_weight_policy(cfg: Any, instruction: str = "pick up the red cube") ->
     policy = VLAPolicy.from_config(cfg, instructions=[instruction])
     rng = np.random.default_rng(0)
     action = Normalizer(NormStats.fit(rng.normal(size=(100, cfg.action.dim))))
-    state = Normalizer(NormStats.fit(rng.normal(size=(100, cfg.state_dim))), mask=np.ones(cfg.state_dim, dtype=bool))
-    policy.set_normalizers(action, state if cfg.use_state else None)
-    return policy.eval()
+    norms = {"action": action}
+    if cfg.use_state:
+        norms["observation.state"] = Normalizer(NormStats.fit(rng.normal(size=(100, cfg.state_dim))),
+                                                mask=np.ones(cfg.state_dim, dtype=bool))
+    return policy.eval(), policy.make_io(norms)
 
 
-def _generate_inference_mode(policy: Any, obs: dict) -> Any:
+def _generate_inference_mode(policy: Any, inputs: dict) -> Any:
     with torch.inference_mode():
-        return generate_baseline(policy, policy.prepare_observations([obs]))
+        return generate_baseline(policy, inputs)
 
 
 DEFAULT_MODES = ("generate", "generate_inference_mode", "kv_cache", "kv_cache_lm_call", "no_cache", "parallel")
 
 
 @torch.no_grad()
-def bench_decoding(policy: Any, obs: dict, iters: int = 30, warmup: int = 3,
+def bench_decoding(policy: Any, io: Any, obs: dict, iters: int = 30, warmup: int = 3,
                    modes: tuple[str, ...] = DEFAULT_MODES) -> dict[str, Any]:
     policy.eval()
     h = policy.cfg.action.horizon
-    prep = policy.prepare_observations
+    def prep(batch: list[dict]) -> dict:
+        return to_tensors(io.inputs(batch), policy.action_slots.device)
+
     fns = {
         "generate": lambda: generate_baseline(policy, prep([obs])),
-        "generate_inference_mode": lambda: _generate_inference_mode(policy, obs),
+        "generate_inference_mode": lambda: _generate_inference_mode(policy, prep([obs])),
         "kv_cache": lambda: decode_autoregressive(policy, prep([obs]), use_cache=True),
         "kv_cache_lm_call": lambda: decode_autoregressive(policy, prep([obs]), use_cache=True, layer_loop=False),
         "no_cache": lambda: decode_autoregressive(policy, prep([obs]), use_cache=False),

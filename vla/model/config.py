@@ -1,8 +1,14 @@
-"""Typed, frozen configuration of a unified-sequence VLA policy, and its dummy input.
+"""Typed, frozen configuration of a unified-sequence VLA policy, and its dummy input (no torch at import).
 
-    cfg = VLAConfig.from_yaml("configs/model/tiny.yaml")      # or VLAConfig.from_dict({...})
-    batch = cfg.example_batch(batch_size=2)                   # tensors for tests / ONNX tracing
-    cfg.to_dict()                                             # JSON-safe; saved as config.json
+    cfg = VLAConfig()                                   # the embedded default (= the named config "tiny")
+    cfg = VLAConfig.load("tiny_resampler")              # a named config shipped in vla/configs/model/, or a path
+    batch = cfg.example_batch(batch_size=2)             # tensors for tests / ONNX tracing
+    cfg.to_dict(); VLAConfig.from_dict(d)               # JSON-safe; saved in the checkpoint's config.json
+
+The dataclass defaults *are* the shipped embedded default. Optional parts are sub-configs that exist or
+are None (`aux`, `film`, `action.fast`); every coupling between fields is checked in `__post_init__` and
+reported as a ValueError naming the field. Variant YAMLs inherit with `base: NAME` (or a path) and
+override only what differs. Why the default is what it is: BENCHMARKS.md.
 
 The sequence the causal LM sees (static layout, so it traces and exports cleanly):
 
@@ -16,14 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from vla.configs import load_yaml
 
 # OpenVLA's prompt; `{instruction}` is the task string as given (stripped, not lower-cased).
 OPENVLA_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 
 PROJECTOR_TYPES = ("linear", "mlp", "pixel_shuffle", "resampler")
 DECODING_MODES = ("autoregressive", "parallel")
+CONFIG_FORMAT = "vla-policy/2"
 
 
 def _err(cls: str, name: str, value: Any, why: str) -> ValueError:
@@ -32,18 +40,21 @@ def _err(cls: str, name: str, value: Any, why: str) -> ValueError:
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Vision tower: any `transformers` vision model, built from `hf_config` or a local pretrained dir."""
+    """Vision tower: any `transformers` vision model, built from `hf_config` or a local pretrained dir.
 
-    model_type: str = "siglip_vision_model"
+    Default: a tiny CoordConv ResNet (64 px, 8x8 feature grid)."""
+
+    model_type: str = "resnet"
     pretrained: str | None = None  # local directory; None = build from hf_config (random init)
-    hf_config: dict[str, Any] = field(default_factory=dict)  # kwargs of the transformers config class
-    image_size: int = 32  # square input resolution fed to the tower (images are resized to it)
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # SigLIP's normalization
+    hf_config: dict[str, Any] = field(default_factory=lambda: {
+        "embedding_size": 16, "hidden_sizes": [32, 64], "depths": [1, 1], "layer_type": "basic"})
+    image_size: int = 64  # square input resolution fed to the tower (images are resized to it)
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     drop_cls: bool = False  # drop the first output token (CLIP-style towers prepend a CLS token)
     # CoordConv: append x and y pixel-coordinate channels (in [-1, 1]) to the image, so features know exactly
     # where in the image they are (a conv net alone is nearly translation-equivariant); built-from-config only
-    coord_channels: bool = False
+    coord_channels: bool = True
 
     def __post_init__(self) -> None:
         if self.coord_channels and self.pretrained is not None:
@@ -63,22 +74,30 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class ProjectorConfig:
-    """Connector from vision features to LM embeddings (see `vla.model.projectors`)."""
+    """Connector from vision features to LM embeddings (see `vla.model.projectors`).
 
-    type: str = "mlp"
-    shuffle_factor: int = 2  # pixel_shuffle: merge factor x factor neighbouring patches into one token
-    num_queries: int = 16  # resampler: number of learned query tokens per camera
-    num_heads: int = 4  # resampler: cross-attention heads
+    `shuffle_factor` belongs to pixel_shuffle, `num_queries` / `num_heads` to the resampler: left None they
+    take their defaults (2; 16 and 4) for that type, and setting them for another type is an error."""
+
+    type: str = "pixel_shuffle"
+    shuffle_factor: int | None = None  # pixel_shuffle: merge factor x factor neighbouring patches into one token
+    num_queries: int | None = None  # resampler: learned query tokens per camera
+    num_heads: int | None = None  # resampler: cross-attention heads
 
     def __post_init__(self) -> None:
         if self.type not in PROJECTOR_TYPES:
             raise _err("ProjectorConfig", "type", self.type, f"must be one of {PROJECTOR_TYPES}")
-        if self.shuffle_factor < 1:
-            raise _err("ProjectorConfig", "shuffle_factor", self.shuffle_factor, "must be >= 1")
-        if self.num_queries < 1:
-            raise _err("ProjectorConfig", "num_queries", self.num_queries, "must be >= 1")
-        if self.num_heads < 1:
-            raise _err("ProjectorConfig", "num_heads", self.num_heads, "must be >= 1")
+        owned = {"shuffle_factor": ("pixel_shuffle", 2), "num_queries": ("resampler", 16), "num_heads": ("resampler", 4)}
+        for name, (owner, default) in owned.items():
+            v = getattr(self, name)
+            if self.type != owner:
+                if v is not None:
+                    raise _err("ProjectorConfig", name, v, f"only applies to type {owner!r}, not {self.type!r}")
+                continue
+            if v is None:
+                object.__setattr__(self, name, default)
+            elif v < 1:
+                raise _err("ProjectorConfig", name, v, "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -87,7 +106,9 @@ class LMConfig:
 
     model_type: str = "llama"
     pretrained: str | None = None
-    hf_config: dict[str, Any] = field(default_factory=dict)
+    hf_config: dict[str, Any] = field(default_factory=lambda: {
+        "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": False})
     attn_implementation: str = "sdpa"  # sdpa | eager (both take our boolean 4-D masks)
 
     def __post_init__(self) -> None:
@@ -103,45 +124,68 @@ class TextConfig:
     kind: str = "embedded"
     vocab_size: int = 512  # embedded only: BPE vocabulary (>= 256 byte symbols + specials)
     path: str | None = None
-    prompt_len: int = 32  # prompts are left-padded / must fit into this many tokens
+    prompt_len: int = 48  # prompts are left-padded / must fit into this many tokens
 
     def __post_init__(self) -> None:
         if self.kind not in ("embedded", "pretrained"):
             raise _err("TextConfig", "kind", self.kind, "must be 'embedded' or 'pretrained'")
         if self.kind == "embedded" and self.vocab_size < 264:
             raise _err("TextConfig", "vocab_size", self.vocab_size, "byte-level BPE needs >= 264 (256 bytes + specials)")
+        if self.kind == "embedded" and self.path is not None:
+            raise _err("TextConfig", "path", self.path, "only applies to kind 'pretrained'")
         if self.prompt_len < 4:
             raise _err("TextConfig", "prompt_len", self.prompt_len, "must be >= 4 tokens")
+
+
+@dataclass(frozen=True)
+class FastConfig:
+    """FAST action tokens (DCT + BPE, autoregressive only): `ActionConfig.fast` when tokenizer == 'fast'."""
+
+    tokens: int = 512  # BPE vocabulary reserved at the end of the LM vocabulary
+    scale: float = 10.0  # DCT coefficients are multiplied by this before rounding
+    max_tokens: int = 64  # decoding budget per chunk (the sequence ends at EOS)
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise _err("FastConfig", name, getattr(self, name), "must be >= 1")
+        if not self.scale > 0:
+            raise _err("FastConfig", "scale", self.scale, "must be > 0")
 
 
 @dataclass(frozen=True)
 class ActionConfig:
     """Action tokens and decoding: chunks of `horizon` steps of `dim`-D actions."""
 
-    tokenizer: str = "bins"  # bins (OpenVLA) | fast (DCT + BPE, autoregressive only)
-    n_bins: int = 256
-    fast_tokens: int = 512  # fast: BPE vocabulary reserved at the end of the LM vocabulary
-    fast_scale: float = 10.0
-    fast_max_tokens: int = 64  # fast: decoding budget per chunk (the sequence ends at EOS)
-    horizon: int = 1  # H: steps per predicted chunk
+    tokenizer: str = "bins"  # bins (OpenVLA) | fast (DCT + BPE, autoregressive only; needs `fast`)
+    n_bins: int = 256  # bins: uniform bins over [-1, 1]
+    fast: FastConfig | None = None  # tokenizer == "fast": its settings (None -> FastConfig())
+    horizon: int = 4  # H: steps per predicted chunk
     dim: int = 7
-    decoding: str = "autoregressive"  # autoregressive (KV cache) | parallel (one forward, OFT-style)
-    parallel_attention: str = "bidirectional"  # parallel: action slots see each other | causal
+    decoding: str = "parallel"  # autoregressive (KV cache) | parallel (one forward, OFT-style)
+    parallel_attention: str = "bidirectional"  # parallel only: action slots see each other | causal
     norm_mode: str = "bounds_q99"  # vla.normalization mode for actions (gripper left unnormalized)
     # actions of each chunk executed before re-planning, the default of `vla eval` and `vla control`
     # (None: all H, open loop); the checkpoint carries the value its policy was evaluated with
-    execute_steps: int | None = None
+    execute_steps: int | None = 2
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("bins", "fast"):
             raise _err("ActionConfig", "tokenizer", self.tokenizer, "must be 'bins' or 'fast'")
+        if self.tokenizer == "fast" and self.fast is None:
+            object.__setattr__(self, "fast", FastConfig())
+        if self.tokenizer == "bins" and self.fast is not None:
+            raise _err("ActionConfig", "fast", self.fast, "only applies to tokenizer 'fast'")
         if self.decoding not in DECODING_MODES:
             raise _err("ActionConfig", "decoding", self.decoding, f"must be one of {DECODING_MODES}")
         if self.tokenizer == "fast" and self.decoding == "parallel":
             raise _err("ActionConfig", "decoding", self.decoding, "FAST emits variable-length sequences; use autoregressive")
         if self.parallel_attention not in ("bidirectional", "causal"):
             raise _err("ActionConfig", "parallel_attention", self.parallel_attention, "must be bidirectional or causal")
-        for name in ("n_bins", "horizon", "dim", "fast_tokens", "fast_max_tokens"):
+        if self.decoding != "parallel" and self.parallel_attention != "bidirectional":
+            raise _err("ActionConfig", "parallel_attention", self.parallel_attention,
+                       "only applies to decoding 'parallel' (autoregressive slots are causal)")
+        for name in ("horizon", "dim"):
             if getattr(self, name) < 1:
                 raise _err("ActionConfig", name, getattr(self, name), "must be >= 1")
         if self.n_bins < 2:
@@ -159,52 +203,66 @@ class ActionConfig:
     @property
     def num_action_tokens(self) -> int:
         """Action slots in the sequence: H * D for bins, the decoding budget (incl. EOS) for FAST."""
-        return self.horizon * self.dim if self.tokenizer == "bins" else self.fast_max_tokens + 1
+        return self.horizon * self.dim if self.tokenizer == "bins" else self.fast.max_tokens + 1
 
     @property
     def num_reserved_ids(self) -> int:
-        return self.n_bins if self.tokenizer == "bins" else self.fast_tokens
+        return self.n_bins if self.tokenizer == "bins" else self.fast.tokens
+
+
+@dataclass(frozen=True)
+class AuxConfig:
+    """Auxiliary head (training only): regress the privileged task state recorded with sim demos
+    (`observation.environment_state`: the instructed cube and the goal, sim.TASK_STATE_NAMES) from a soft
+    pointer over the image tokens as the LM receives them (softmax(Linear(token)) weights, then a linear
+    head). With FiLM the image tokens must then mark the cube the instruction names. Real teleop data has
+    no such column: training on it with an aux head is refused (set `aux: null`)."""
+
+    state_dim: int = 6  # dims of observation.environment_state
+    weight: float = 3.0  # loss = action cross-entropy + weight * MSE(head, normalized task state)
+
+    def __post_init__(self) -> None:
+        if self.state_dim < 1:
+            raise _err("AuxConfig", "state_dim", self.state_dim, "must be >= 1 (no head: aux: null)")
+        if not self.weight > 0:
+            raise _err("AuxConfig", "weight", self.weight, "must be > 0 (no head: aux: null)")
+
+
+@dataclass(frozen=True)
+class FiLMConfig:
+    """FiLM (RT-1) of the vision features on the instruction, before the projector (vla.model.film): the
+    prompt's token embeddings are attention-pooled from an idf prior over the training prompts, then a
+    linear map gives a scale and shift per vision channel. Zero-initialised: it starts as if it were off."""
+
+    pool_scale: float = 10.0  # pooling scores are multiplied by this (token embeddings are small, ~0.4 norm)
+
+    def __post_init__(self) -> None:
+        if not self.pool_scale > 0:
+            raise _err("FiLMConfig", "pool_scale", self.pool_scale, "must be > 0")
+
+
+_SUBS = {"vision": VisionConfig, "projector": ProjectorConfig, "lm": LMConfig, "text": TextConfig,
+         "action": ActionConfig, "aux": AuxConfig, "film": FiLMConfig}
 
 
 @dataclass(frozen=True)
 class VLAConfig:
     """The whole policy. `cameras` name the observation keys (sim: agentview, wrist)."""
 
-    name: str = "vla"
+    name: str = "tiny"
     vision: VisionConfig = field(default_factory=VisionConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     lm: LMConfig = field(default_factory=LMConfig)
     text: TextConfig = field(default_factory=TextConfig)
     action: ActionConfig = field(default_factory=ActionConfig)
     cameras: tuple[str, ...] = ("agentview", "wrist")
-    use_state: bool = True  # one proprio token: Linear(normalized state) placed after the prompt
-    state_dim: int = 8
+    state_dim: int | None = 8  # one proprio token (Linear of the normalized state) after the prompt; None = none
     prompt_template: str = OPENVLA_PROMPT
     # learned embedding added to each visual token (per camera and grid cell): conv towers have no position
-    # signal of their own, and RoPE only tells the LM how far a token is, so without it the action slots can
-    # find "the red cube" by content but not read off where it is
-    visual_pos_embed: bool = False
-    # auxiliary head (training only): regress the privileged task state recorded with the demos
-    # (`observation.environment_state`: the instructed cube and the goal, sim.TASK_STATE_NAMES) from the action
-    # slots' final hidden states. It gives the colour word a direct, dense grounding signal; 0 = no head
-    aux_state_dim: int = 0
-    # what the auxiliary head reads: "actions" (mean of the action slots' final hidden states) or "visual" (a
-    # soft pointer over the image tokens as the LM receives them: softmax(Linear(token)) weights, then the
-    # head). "visual" supervises the grounding where it happens: with `film` the image tokens must mark the
-    # cube the instruction names, which the action slots can then find with a fixed query
-    aux_source: str = "actions"
-    # attention inside the prefix [images][prompt][state]: "causal" (OpenVLA) or "bidirectional" (prefix-LM,
-    # PaliGemma / pi0): image tokens then see the instruction and can mark the object it names
-    prefix_attention: str = "causal"
-    # FiLM (RT-1): scale and shift every vision-feature channel by a function of the instruction (the prompt's
-    # token embeddings, attention-pooled from an idf prior: vla.model.film), before the projector. The image
-    # tokens then already say "this is the cube the instruction names", which a small LM trained from scratch
-    # otherwise has to learn to look up through two attention hops. Zero-initialised: starts as if it were off
-    film: bool = False
-    # with aux_source "visual": also give the LM the pointer's pick as one more prefix token (the soft-pointer
-    # average of the image tokens, after the state): the action slots read "where the named object is" from
-    # one place, and the pointer the auxiliary loss trains is then part of the policy, not training-only
-    pointer_token: bool = False
+    # signal of their own, and RoPE only tells the LM how far a token is
+    visual_pos_embed: bool = True
+    aux: AuxConfig | None = field(default_factory=AuxConfig)
+    film: FiLMConfig | None = field(default_factory=FiLMConfig)
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -214,17 +272,15 @@ class VLAConfig:
         object.__setattr__(self, "cameras", tuple(self.cameras))
         if "{instruction}" not in self.prompt_template:
             raise _err("VLAConfig", "prompt_template", self.prompt_template, "must contain '{instruction}'")
-        if self.state_dim < 1:
-            raise _err("VLAConfig", "state_dim", self.state_dim, "must be >= 1")
-        if self.prefix_attention not in ("causal", "bidirectional"):
-            raise _err("VLAConfig", "prefix_attention", self.prefix_attention, "must be causal or bidirectional")
-        if self.aux_source not in ("actions", "visual"):
-            raise _err("VLAConfig", "aux_source", self.aux_source, "must be actions or visual")
-        if self.aux_state_dim < 0:
-            raise _err("VLAConfig", "aux_state_dim", self.aux_state_dim, "must be >= 0 (0 = no auxiliary head)")
-        if self.pointer_token and (self.aux_source != "visual" or self.aux_state_dim < 1):
-            raise _err("VLAConfig", "pointer_token", self.pointer_token,
-                       "needs the visual pointer it reads: aux_source: visual and aux_state_dim >= 1")
+        if self.state_dim is not None and self.state_dim < 1:
+            raise _err("VLAConfig", "state_dim", self.state_dim, "must be >= 1 (no state token: null)")
+        for name, cls in _SUBS.items():
+            if not isinstance(getattr(self, name), (cls, type(None)) if name in ("aux", "film") else cls):
+                raise _err("VLAConfig", name, getattr(self, name), f"must be a {cls.__name__}")
+
+    @property
+    def use_state(self) -> bool:
+        return self.state_dim is not None
 
     # ---- (de)serialization ----------------------------------------------------------------
 
@@ -237,33 +293,30 @@ class VLAConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VLAConfig:
-        subs = {"vision": VisionConfig, "projector": ProjectorConfig, "lm": LMConfig, "text": TextConfig,
-                "action": ActionConfig}
+        """From a mapping as `to_dict` writes it; sub-config keys may be partial (defaults fill the rest)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"VLAConfig: expected a mapping, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"VLAConfig: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         kw: dict[str, Any] = {}
         for k, v in d.items():
-            if k in subs:
-                sub_known = {f.name for f in dataclasses.fields(subs[k])}
-                bad = set(v or {}) - sub_known
-                if bad:
-                    raise ValueError(f"VLAConfig.{k}: unknown keys {sorted(bad)} (known: {sorted(sub_known)})")
-                kw[k] = subs[k](**(v or {}))
+            if k in _SUBS:
+                if v is None and k in ("aux", "film"):
+                    kw[k] = None
+                    continue
+                kw[k] = _sub(k, _SUBS[k], v)
             else:
                 kw[k] = tuple(v) if k == "cameras" else v
         return cls(**kw)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> VLAConfig:
-        import yaml
+    def load(cls, name_or_path: str) -> VLAConfig:
+        """A named config (`vla/configs/model/NAME.yaml`) or a YAML path; `base:` chains are resolved."""
+        return cls.from_dict(load_yaml("model", name_or_path))
 
-        with open(path) as f:
-            d = yaml.safe_load(f)
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
-        return cls.from_dict(d)
+    from_yaml = load
 
     def replace(self, **changes: Any) -> VLAConfig:
         return dataclasses.replace(self, **changes)
@@ -284,26 +337,94 @@ class VLAConfig:
         prompt_mask = torch.ones(b, t, dtype=torch.bool)  # [B, T]
         for i in range(b):
             prompt_mask[i, : min(i, t - 1)] = False  # row i has i pad tokens on the left
-        state = torch.rand(b, self.state_dim, generator=g) * 2 - 1  # [B, S_dim] normalized
-        return {"pixel_values": pixel_values, "prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "state": state}
+        out = {"pixel_values": pixel_values, "prompt_ids": prompt_ids, "prompt_mask": prompt_mask}
+        if self.use_state:
+            out["state"] = torch.rand(b, self.state_dim, generator=g) * 2 - 1  # [B, S_dim] normalized
+        return out
+
+
+
+def _sub(key: str, cls: type, v: Any) -> Any:
+    """A sub-config from a (partial) mapping, with unknown keys named."""
+    if isinstance(v, cls):
+        return v
+    if not isinstance(v, dict):
+        raise ValueError(f"VLAConfig.{key}: expected a mapping, got {v!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = set(v) - names
+    if bad:
+        raise ValueError(f"VLAConfig.{key}: unknown keys {sorted(bad)} (known: {sorted(names)})")
+    v = dict(v)
+    if cls is ActionConfig and isinstance(v.get("fast"), dict):
+        v["fast"] = _sub("action.fast", FastConfig, v["fast"])
+    return cls(**v)
+
+
+def migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A `vla-policy/1` policy mapping (checkpoints before the config redesign) -> the current fields.
+
+    The experiments that were removed (`pointer_token`, `prefix_attention: bidirectional`, an aux head
+    reading the action slots) cannot be expressed any more: such checkpoints are refused by name."""
+    d = dict(d)
+    for key, lost in (("pointer_token", True), ("prefix_attention", "bidirectional")):
+        if d.pop(key, None) == lost:
+            raise ValueError(f"vla-policy/1 checkpoint uses {key}={lost!r}, an experiment removed in {CONFIG_FORMAT}")
+    use_state = d.pop("use_state", True)
+    if not use_state:
+        d["state_dim"] = None
+    aux_dim, source = d.pop("aux_state_dim", 0), d.pop("aux_source", "actions")
+    if aux_dim and source != "visual":
+        raise ValueError("vla-policy/1 checkpoint has an auxiliary head on the action slots (aux_source: actions), "
+                         f"an experiment removed in {CONFIG_FORMAT}")
+    d["aux"] = {"state_dim": aux_dim} if aux_dim else None
+    d["film"] = {} if d.pop("film", False) else None
+    d.setdefault("visual_pos_embed", False)
+    proj = dict(d.get("projector") or {})
+    ptype = proj.get("type", "mlp")
+    proj["type"] = ptype
+    for k, owner in (("shuffle_factor", "pixel_shuffle"), ("num_queries", "resampler"), ("num_heads", "resampler")):
+        if ptype != owner:
+            proj.pop(k, None)
+    d["projector"] = proj
+    act = dict(d.get("action") or {})
+    fast = {k[5:]: act.pop(k) for k in ("fast_tokens", "fast_scale", "fast_max_tokens") if k in act}
+    act["fast"] = fast if act.get("tokenizer", "bins") == "fast" else None
+    act.setdefault("horizon", 1)
+    act.setdefault("decoding", "autoregressive")
+    act.setdefault("execute_steps", None)
+    if act.get("decoding") != "parallel":
+        act["parallel_attention"] = "bidirectional"
+    d["action"] = act
+    vis = dict(d.get("vision") or {})
+    vis.setdefault("model_type", "siglip_vision_model")
+    vis.setdefault("coord_channels", False)
+    d["vision"] = vis
+    return d
 
 
 def debug_config(projector: str = "mlp", decoding: str = "autoregressive", horizon: int = 2,
-                tokenizer: str = "bins", use_state: bool = True, parallel_attention: str = "bidirectional",
-                coord_channels: bool = False, **changes: Any) -> VLAConfig:
-    """A tiny CPU config for unit tests (hidden 32, 1 layer, 32x32 images): builds in about a second."""
+                 tokenizer: str = "bins", use_state: bool = True, parallel_attention: str = "bidirectional",
+                 coord_channels: bool = False, **changes: Any) -> VLAConfig:
+    """A tiny CPU config for unit tests (SigLIP hidden 32, 1 layer, 32x32 images; no aux head, no FiLM):
+    builds in about a second."""
+    proj = {"resampler": ProjectorConfig(type="resampler", num_queries=4, num_heads=2)}.get(
+        projector, ProjectorConfig(type=projector))
+    changes.setdefault("aux", None)
+    changes.setdefault("film", None)
+    changes.setdefault("visual_pos_embed", False)
     return VLAConfig(
         name="test",
-        vision=VisionConfig(image_size=32, coord_channels=coord_channels, hf_config={"hidden_size": 32, "intermediate_size": 64,
-                                                      "num_hidden_layers": 1, "num_attention_heads": 2,
-                                                      "patch_size": 8}),
-        projector=ProjectorConfig(type=projector, shuffle_factor=2, num_queries=4, num_heads=2),
+        vision=VisionConfig(model_type="siglip_vision_model", image_size=32, coord_channels=coord_channels,
+                            hf_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "patch_size": 8}),
+        projector=proj,
         lm=LMConfig(hf_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                                "num_attention_heads": 2, "num_key_value_heads": 1,
                                "max_position_embeddings": 256}),
         text=TextConfig(vocab_size=300, prompt_len=48),
-        action=ActionConfig(tokenizer=tokenizer, horizon=horizon, decoding=decoding, fast_tokens=128,
-                            fast_max_tokens=24, parallel_attention=parallel_attention),
-        use_state=use_state,
+        action=ActionConfig(tokenizer=tokenizer, horizon=horizon, decoding=decoding,
+                            fast=FastConfig(tokens=128, max_tokens=24) if tokenizer == "fast" else None,
+                            parallel_attention=parallel_attention, execute_steps=None),
+        state_dim=8 if use_state else None,
         **changes,
     )

@@ -1,5 +1,6 @@
 """Action decoding: KV-cached autoregressive, no-cache reference, parallel (one pass), HF generate() baseline.
 
+    inputs = to_tensors(io.inputs([obs]), device)                  # PolicyIO feeds as torch tensors
     ids = decode(policy, inputs)                                   # the policy's configured mode
     ids = decode_autoregressive(policy, inputs, use_cache=True)    # [B, n] greedy, action ids only
     ids = decode_autoregressive(policy, inputs, use_cache=False)   # identical ids, recomputes everything
@@ -7,15 +8,15 @@
     ids = generate_baseline(policy, inputs)                        # transformers generate(), batch 1
     layer_loop_unsupported(policy.lm)                              # None, or why the lean step is unavailable
 
-`inputs` is what `VLAPolicy.prepare_observations` returns. Greedy decoding over logits restricted to
-the action block (FAST: the block includes its end token; rows that ended keep emitting it).
+Greedy decoding over logits restricted to the action block (FAST: the block includes its end token; rows
+that ended keep emitting it), through `vla.greedy.greedy`, the loop the graph runtimes share.
 The KV cache is a transformers `DynamicCache` (5.x has no tuple caches).
 
 Why the cached loop has two step implementations: at control-loop sizes (batch 1, a few layers) one
 decoded token costs per-call framework overhead, not maths. Calling the causal LM per token re-runs
 its wrappers (output capturing, config defaults), builds a causal mask, recomputes rotary embeddings
 and multiplies the hidden state by the whole vocabulary. The *layer loop* (`layer_loop=True`, the
-default where supported: Llama / Qwen2 / Qwen3 with full attention and static RoPE) runs the same
+default where supported: the families of `vla.model.lm` with full attention and static RoPE) runs the same
 transformers decoder layers and final norm, with rotary embeddings computed once for all n slots, a
 mask only when there is padding, and the LM head's action-block rows only. `layer_loop=False` steps
 through the full `lm(...)` call instead (any causal LM). Both give ids identical to the no-cache
@@ -24,23 +25,25 @@ reference and to `generate()` (tested).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla.model.transforms import position_ids
-
-# model types whose base model is embed -> rotary_emb once -> layers(hidden, mask, position_embeddings,
-# cache) -> norm, i.e. the loop in LlamaModel.forward that the layer loop runs itself
-LAYER_LOOP_MODEL_TYPES = ("llama", "qwen2", "qwen3")
-
-Step = Callable[[torch.Tensor, int], torch.Tensor]  # (token ids [B], slot i) -> action-block scores [B, A]
+from vla.greedy import Step, greedy
+from vla.model.lm import LM_FAMILIES
+from vla.model.policy import VLAPolicy
+from vla.model.sequence import position_ids
 
 
-def decode(policy: Any, inputs: dict[str, torch.Tensor], mode: str | None = None) -> torch.Tensor:
+def to_tensors(feeds: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """PolicyIO's numpy feeds -> torch tensors on `device` (what `decode` and `VLAPolicy.forward` take)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in feeds.items()}
+
+
+def decode(policy: VLAPolicy, inputs: dict[str, torch.Tensor], mode: str | None = None) -> torch.Tensor:
     mode = mode or policy.cfg.action.decoding
     if mode == "parallel":
         return decode_parallel(policy, inputs)
@@ -50,35 +53,12 @@ def decode(policy: Any, inputs: dict[str, torch.Tensor], mode: str | None = None
 
 
 @torch.inference_mode()
-def decode_parallel(policy: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     if policy.eos_id is not None:
         raise ValueError("parallel decoding needs a fixed-length action tokenizer (bins), not FAST")
     logits = policy.forward(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"], inputs.get("state"),
                             mode="parallel")
     return policy.restrict(logits).argmax(-1)  # [B, n]
-
-
-def _greedy(scores: torch.Tensor, step: Step, n: int, offset: int, eos: int | None) -> torch.Tensor:
-    """The stop / EOS bookkeeping both autoregressive loops share -> ids [B, n' <= n].
-
-    `scores` [B, A] rank ids offset, offset+1, ... for slot 0; `step(tok, i)` feeds slot i's ids back and
-    returns slot i+1's scores. FAST rows that emitted EOS keep emitting it; all rows done -> stop early.
-    """
-    b = scores.shape[0]
-    ids = torch.empty(b, n, dtype=torch.long, device=scores.device)
-    done = torch.zeros(b, dtype=torch.bool, device=scores.device) if eos is not None else None
-    for i in range(n):
-        tok = scores.argmax(-1)  # [B]
-        if offset:
-            tok = tok + offset
-        if done is not None:
-            tok = tok.masked_fill(done, eos)
-            done = done | (tok == eos)
-        ids[:, i] = tok
-        if i == n - 1 or (done is not None and bool(done.all())):  # the only host sync: FAST's early stop
-            return ids[:, : i + 1]
-        scores = step(tok, i)
-    raise AssertionError("unreachable: the loop returns at its last slot")
 
 
 def _compact(prefix: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -93,7 +73,7 @@ def _compact(prefix: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, t
     return prefix, valid, not bool(valid.all())
 
 
-def _action_block(policy: Any) -> tuple[int, int]:
+def _action_block(policy: VLAPolicy) -> tuple[int, int]:
     """[lo, hi): the action ids, a contiguous tail of the vocabulary (checked, not assumed)."""
     mask = policy.action_logit_mask  # [V]
     lo = int(mask.int().argmax())
@@ -111,8 +91,9 @@ def _causal_lm(lm: nn.Module) -> nn.Module:
 def layer_loop_unsupported(lm: nn.Module) -> str | None:
     """None if the lean layer-loop step applies to this causal LM, else the reason it does not."""
     cfg = lm.config
-    if cfg.model_type not in LAYER_LOOP_MODEL_TYPES:
-        return f"model_type {cfg.model_type!r} is not one of {LAYER_LOOP_MODEL_TYPES}"
+    fam = LM_FAMILIES.get(cfg.model_type)
+    if fam is None or not fam.layer_loop:
+        return f"model_type {cfg.model_type!r} is not one of {sorted(k for k, f in LM_FAMILIES.items() if f.layer_loop)}"
     if cfg._attn_implementation not in ("sdpa", "eager"):
         return f"attention {cfg._attn_implementation!r}: only sdpa / eager take the masks the layer loop passes"
     types = getattr(cfg, "layer_types", None) or ()
@@ -138,7 +119,7 @@ def _head(lm: nn.Module, lo: int, hi: int) -> Callable[[torch.Tensor], torch.Ten
     return lambda h: out(h)[..., lo:hi].float()
 
 
-def _cached_steps(policy: Any, prefix: torch.Tensor, valid: torch.Tensor, padded: bool, lo: int, hi: int,
+def _cached_steps(policy: VLAPolicy, prefix: torch.Tensor, valid: torch.Tensor, padded: bool, lo: int, hi: int,
                   layer_loop: bool) -> tuple[torch.Tensor, Step]:
     """Prefill the KV cache -> (slot 0's scores [B, A], the per-token step)."""
     from transformers import DynamicCache
@@ -152,7 +133,7 @@ def _cached_steps(policy: Any, prefix: torch.Tensor, valid: torch.Tensor, padded
     pos = position_ids(valid)  # [B, L]
     step_pos = pos[:, -1:] + torch.arange(1, n, device=pos.device)  # [B, n-1]: where fed-back slot i sits
     prefill_mask = step_masks = None  # None: plain causal / unmasked (SDPA's fast kernels)
-    if padded or policy.cfg.prefix_attention == "bidirectional":  # [B, 1, L, L]
+    if padded:  # [B, 1, L, L]
         prefill_mask = policy.lm_mask(policy.sequence_mask(valid, L), prefix.dtype)
     if padded:
         full = torch.cat([valid, valid.new_ones(b, n - 1)], 1)  # [B, L+n-1]
@@ -189,7 +170,7 @@ def _cached_steps(policy: Any, prefix: torch.Tensor, valid: torch.Tensor, padded
 
 
 @torch.inference_mode()
-def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cache: bool = True,
+def decode_autoregressive(policy: VLAPolicy, inputs: dict[str, torch.Tensor], use_cache: bool = True,
                           layer_loop: bool | None = None) -> torch.Tensor:
     """Greedy decoding of the n action slots -> ids [B, n] (FAST: may stop early, then [B, n' <= n]).
 
@@ -211,7 +192,7 @@ def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cach
                 raise ValueError(f"layer_loop=True is unavailable: {why}")
             lean = why is None
         scores, step = _cached_steps(policy, prefix, valid, padded, lo, hi, layer_loop=lean)
-        return _greedy(scores, step, n, lo, eos)
+        return greedy(scores, step, n, lo, eos, xp=torch)
 
     lm, embed = policy.lm, policy.lm.get_input_embeddings()
     seq = prefix
@@ -228,11 +209,11 @@ def decode_autoregressive(policy: Any, inputs: dict[str, torch.Tensor], use_cach
                  position_ids=position_ids(valid), use_cache=False, logits_to_keep=1)
         return policy.restrict(out.logits[:, -1])  # [B, V], non-action ids -inf
 
-    return _greedy(logits_last(), recompute, n, 0, eos)
+    return greedy(logits_last(), recompute, n, 0, eos, xp=torch)
 
 
 @torch.no_grad()
-def generate_baseline(policy: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def generate_baseline(policy: VLAPolicy, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """transformers `generate()` on the same weights (how OpenVLA's predict_action runs); batch 1 only.
 
     Prompt padding is dropped first so generate's contiguous positions equal ours.
@@ -241,8 +222,6 @@ def generate_baseline(policy: Any, inputs: dict[str, torch.Tensor]) -> torch.Ten
                                         inputs.get("state"))
     if prefix.shape[0] != 1:
         raise ValueError(f"generate_baseline runs batch 1 (got {prefix.shape[0]})")
-    if policy.cfg.prefix_attention != "causal":
-        raise ValueError("generate_baseline needs prefix_attention='causal' (generate() cannot apply a prefix-LM mask)")
     x = prefix[:, valid[0]]  # [1, L', D]
     n = policy.num_action_tokens
     mask = policy.action_logit_mask

@@ -1,7 +1,7 @@
 """FiLM of the vision features on the instruction (RT-1), before the projector: `VLAConfig.film`.
 
     film = InstructionFiLM(text_dim=D, feat_dim=Dv, vocab_size=V)
-    film.set_idf([policy.prompt_ids(t) for t in instructions])   # pooling prior from the training prompts
+    film.set_idf([build_prompt(cfg, text, t) for t in instructions])   # pooling prior from the training prompts
     feats = film(feats, txt, prompt_ids, prompt_mask, cameras)    # [B*C, P, Dv] -> same shape
 
 The prompt is pooled by attention (one learned score per token, starting from inverse document frequency
@@ -16,14 +16,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-# the pooling scores are scaled up: token embeddings are small (~0.4 norm), so unscaled scores move ~10x too
-# slowly under Adam for the pooling to single out the instruction's one informative word in time
-POOL_SCALE = 10.0
+# the pooling scores are scaled up (FiLMConfig.pool_scale): token embeddings are small (~0.4 norm), so unscaled
+# scores move ~10x too slowly under Adam for the pooling to single out the instruction's one informative word
 
 
 class InstructionFiLM(nn.Module):
-    def __init__(self, text_dim: int, feat_dim: int, vocab_size: int) -> None:
+    def __init__(self, text_dim: int, feat_dim: int, vocab_size: int, pool_scale: float = 10.0) -> None:
         super().__init__()
+        self.pool_scale = float(pool_scale)
         self.proj = nn.Linear(text_dim, 2 * feat_dim)  # pooled prompt -> (gamma, beta)
         self.pool = nn.Linear(text_dim, 1)  # one score per prompt token
         for layer in (self.proj, self.pool):
@@ -43,7 +43,7 @@ class InstructionFiLM(nn.Module):
     def forward(self, feats: torch.Tensor, txt: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                 cameras: int) -> torch.Tensor:
         """feats [B*C, P, Dv] (row b*C + c), txt [B, T, D] prompt embeddings -> feats * (1 + gamma) + beta."""
-        score = POOL_SCALE * self.pool(txt.to(self.pool.weight.dtype)).squeeze(-1).float()  # [B, T]
+        score = self.pool_scale * self.pool(txt.to(self.pool.weight.dtype)).squeeze(-1).float()  # [B, T]
         score = score + torch.log(self.idf[prompt_ids].float() + 1e-3)  # weights start idf-proportional
         score = score.masked_fill(~prompt_mask.bool(), -1e9)  # finite: exports cleanly, exp() is exactly 0
         w = torch.softmax(score, dim=1).unsqueeze(-1).to(txt.dtype)  # [B, T, 1]

@@ -11,7 +11,7 @@ Registered types (the "type" key of `to_config()`): see `TOKENIZERS`.
 from __future__ import annotations
 
 from vla.tokenizers.base import ActionTokenizer, Decoded
-from vla.tokenizers.bins import ActionLogitsProcessor, BinActionTokenizer
+from vla.tokenizers.bins import BinActionTokenizer
 from vla.tokenizers.fast import FastActionTokenizer
 
 TOKENIZERS: dict[str, type[ActionTokenizer]] = {
@@ -32,7 +32,6 @@ def tokenizer_from_config(cfg: dict) -> ActionTokenizer:
 
 __all__ = [
     "TOKENIZERS",
-    "ActionLogitsProcessor",
     "ActionTokenizer",
     "BinActionTokenizer",
     "Decoded",

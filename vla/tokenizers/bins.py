@@ -130,12 +130,7 @@ class BinActionTokenizer(ActionTokenizer):
         return int(action_dim)
 
     def encode(self, actions: Any) -> Any:
-        """[..., D] actions -> int64 ids [..., D]; numpy in, numpy out; torch in, torch out."""
-        if _is_torch(actions):
-            import torch
-
-            ids = self.encode(actions.detach().cpu().numpy())
-            return torch.from_numpy(ids).to(actions.device)
+        """[..., D] actions -> int64 ids [..., D] (numpy; torch callers convert: this package is torch-free)."""
         x = check_actions(actions, self.action_dim)
         if x.dtype != np.float32:
             x = x.astype(np.float64, copy=False)
@@ -171,8 +166,6 @@ class BinActionTokenizer(ActionTokenizer):
         strict=True raises ValueError on an id outside the reserved block; strict=False marks that
         action step invalid (its actions NaN) instead.
         """
-        if _is_torch(ids):
-            ids = ids.detach().cpu().numpy()
         arr = np.asarray(ids)
         if arr.dtype.kind not in "iu":
             raise ValueError(f"token ids must be integers, got dtype {arr.dtype}")
@@ -201,8 +194,6 @@ class BinActionTokenizer(ActionTokenizer):
         actions[~valid] = np.nan
         return Decoded(actions, valid)
 
-    def logits_processor(self, vocab_size: int | None = None) -> ActionLogitsProcessor:
-        return ActionLogitsProcessor(self.logits_mask(vocab_size or self.vocab_size))
 
     def to_config(self) -> dict:
         cfg = {"type": self.type_name, "vocab_size": self.vocab_size, "n_bins": self.n_bins}
@@ -222,33 +213,3 @@ class BinActionTokenizer(ActionTokenizer):
             cfg.get("high", 1.0),
             edges=None if edges is None else np.asarray(edges, dtype=np.float64),
         )
-
-
-class ActionLogitsProcessor:
-    """HF-`LogitsProcessor`-compatible callable: every non-action id gets -inf.
-
-    Works as `generate(..., logits_processor=LogitsProcessorList([proc]))` and on raw logits
-    `proc(None, logits)`; the mask tensor is cached per device.
-    """
-
-    def __init__(self, mask: np.ndarray) -> None:
-        self.mask = np.asarray(mask, dtype=bool)  # [V]
-        self._cache: dict = {}
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        key = (scores.device, scores.shape[-1])
-        blocked = self._cache.get(key)
-        if blocked is None:
-            v = scores.shape[-1]
-            m = np.ones(v, dtype=bool)
-            n = min(v, self.mask.shape[0])
-            m[:n] = ~self.mask[:n]  # model vocab may be padded beyond the tokenizer's
-            blocked = torch.from_numpy(m).to(scores.device)
-            self._cache[key] = blocked
-        return scores.masked_fill(blocked, float("-inf"))
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")

@@ -206,10 +206,6 @@ class FastActionTokenizer(ActionTokenizer):
             "FastActionTokenizer emits a variable number of tokens per chunk; use len(encode(chunk))"
         )
 
-    def logits_processor(self, vocab_size: int | None = None) -> Any:
-        from vla.tokenizers.bins import ActionLogitsProcessor
-
-        return ActionLogitsProcessor(self.logits_mask(vocab_size or self.vocab_size))
 
     # ---- transforms -----------------------------------------------------------------------
 

@@ -26,8 +26,6 @@ def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Ge
         raise ValueError(f"augment_images expects uint8 images, got {images.dtype}")
     lead, s = images.shape[:-3], images.shape[-2]
     x = images.reshape(-1, s, s, 3).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, S, S]
-    if not cfg.enabled:
-        return x.reshape(*lead, 3, s, s)
     n = x.shape[0]
     g = generator
     scale = _uniform(n, cfg.crop_scale, 1.0, g)  # [N] crop side as a fraction

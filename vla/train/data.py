@@ -2,10 +2,11 @@
 
     frames = load_frames(["data/pick", "data/push"], cameras=("agentview", "wrist"), image_size=64)
     train_idx, val_idx = split_episodes(frames, val_fraction=0.1, seed=0)
-    batch = make_batch(policy, frames, idx, augment_cfg, generator)   # tensors for VLAPolicy.compute_loss
+    batch = make_batch(io, frames, idx, augment_cfg, generator)   # tensors for VLAPolicy.compute_loss
 
-Images are decoded once and resized to the policy's resolution with `vla.model.transforms.resize_images`
-(the function inference uses), so small datasets train without a data-loader process. The target
+Images are decoded once and resized to the policy's resolution with `vla.policy_io.resize_images` (the
+function every runtime uses), so small datasets train without a data-loader process. Batches go through
+the policy's `PolicyIO` (image normalization, prompts, state, action targets): the transforms inference uses. The target
 for frame t is the chunk actions[t : t + H] of its episode; steps past the episode end repeat the last
 action and are left out of the loss (`action_mask`).
 """
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vla.model.transforms import resize_images
+from vla.policy_io import ENV_STATE_KEY, PolicyIO, resize_images
 from vla.train.augment import augment_images
-from vla.train.config import AugmentConfig
+from vla.train.config import AugmentConfig, StartOversample
 
 
 @dataclass
@@ -73,9 +74,6 @@ def load_frames(roots: str | Sequence[str], cameras: Sequence[str], image_size: 
                   np.concatenate(env) if all(e is not None for e in env) else None)  # all or none
 
 
-ENV_STATE_KEY = "observation.environment_state"
-
-
 def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str, action_key: str,
               chunk: int = 256) -> Frames:
     from vla.data import LeRobotDataset
@@ -92,7 +90,7 @@ def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str
     for lo in range(0, n, chunk):  # decode + resize in chunks to bound peak memory
         hi = min(n, lo + chunk)
         raw = np.stack([np.stack([ds.frame(i, k) for k in keys]) for i in range(lo, hi)])  # [b, C, H, W, 3]
-        images[lo:hi] = resize_images(raw, image_size)
+        images[lo:hi] = torch.from_numpy(resize_images(raw, image_size))
     states = (np.asarray(ds.get_column(state_key), dtype=np.float32) if state_key in ds.features
               else np.zeros((n, 0), np.float32))
     episode = np.asarray(ds.episode_indices, dtype=np.int64)
@@ -105,14 +103,18 @@ def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str
                   np.asarray(ds.get_column("task_index"), dtype=np.int64), list(ds.tasks), episode, stop, env)
 
 
-def check_env_states(frames: Frames, aux_state_dim: int) -> None:
-    """A policy with an auxiliary head (aux_state_dim > 0) needs that many task-state dims in every frame."""
-    if aux_state_dim == 0:
+def check_env_states(frames: Frames, aux_state_dim: int | None) -> None:
+    """A policy with an auxiliary head (`VLAConfig.aux`) needs that many task-state dims in every frame.
+
+    Real teleop recordings have no privileged task state: training such data with the head is refused
+    up front, naming the column, rather than dropping the auxiliary loss without a word."""
+    if aux_state_dim is None:
         return
     if frames.env_states is None or frames.env_states.shape[1] != aux_state_dim:
-        got = "none in some dataset" if frames.env_states is None else f"{frames.env_states.shape[1]} dims"
-        raise ValueError(f"VLAConfig.aux_state_dim={aux_state_dim}, but the datasets' {ENV_STATE_KEY!r} has {got}; "
-                         "record demos with `vla sim demos` or set aux_state_dim: 0")
+        got = "no such column in some dataset" if frames.env_states is None else f"{frames.env_states.shape[1]} dims"
+        raise ValueError(f"VLAConfig.aux.state_dim={aux_state_dim}, but the datasets' {ENV_STATE_KEY!r} has {got} "
+                         "(teleop recordings do not have it); record demos with `vla sim demos`, or train without "
+                         "the auxiliary head: --set model.aux=null (see README, fine-tuning on teleop demos)")
 
 
 def split_episodes(frames: Frames, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -130,14 +132,16 @@ def split_episodes(frames: Frames, val_fraction: float, seed: int) -> tuple[np.n
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def sampling_weights(frames: Frames, idx: np.ndarray, start_steps: int, start_weight: float) -> np.ndarray | None:
-    """Probabilities over `idx` that weight the first `start_steps` frames of every episode `start_weight` times.
+def sampling_weights(frames: Frames, idx: np.ndarray, oversample: StartOversample | None) -> np.ndarray | None:
+    """Probabilities over `idx` that weight the first `oversample.steps` frames of every episode
+    `oversample.weight` times.
 
     Early frames are where the policy must decide *which* object to go to; later frames can mostly be
     solved from the arm's own position, so uniform sampling under-trains the grounding. None = uniform.
     """
-    if start_weight == 1.0 or start_steps == 0:
+    if oversample is None or oversample.weight == 1.0:
         return None
+    start_steps, start_weight = oversample.steps, oversample.weight
     idx = np.asarray(idx)
     first = np.r_[True, frames.episode[1:] != frames.episode[:-1]]  # frames are contiguous per episode
     start = np.maximum.accumulate(np.where(first, np.arange(len(frames)), 0))  # [N] first frame of the episode
@@ -145,12 +149,10 @@ def sampling_weights(frames: Frames, idx: np.ndarray, start_steps: int, start_we
     return w / w.sum()
 
 
-def pick_frames(rng: np.random.Generator, idx: np.ndarray, size: int, weights: np.ndarray | None, step: int,
-                start_until: int = 0) -> np.ndarray:
-    """One global batch of frame indices from `idx`: drawn with `weights` (sampling_weights) while
-    start_until == 0 or step < start_until, uniformly after that; with replacement only if idx is too short."""
-    probs = weights if start_until == 0 or step < start_until else None
-    return rng.choice(idx, size=size, replace=len(idx) < size, p=probs)
+def pick_frames(rng: np.random.Generator, idx: np.ndarray, size: int, weights: np.ndarray | None) -> np.ndarray:
+    """One global batch of frame indices from `idx`, drawn with `weights` (sampling_weights; None = uniform);
+    with replacement only if idx is too short."""
+    return rng.choice(idx, size=size, replace=len(idx) < size, p=weights)
 
 
 def chunk_targets(frames: Frames, idx: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,27 +163,25 @@ def chunk_targets(frames: Frames, idx: np.ndarray, horizon: int) -> tuple[np.nda
     return frames.actions[steps], inside
 
 
-def make_batch(policy, frames: Frames, idx: np.ndarray, augment: AugmentConfig | None,
+def make_batch(io: PolicyIO, frames: Frames, idx: np.ndarray, augment: AugmentConfig | None,
                generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-    """Tensors for `policy.compute_loss`, plus `actions` (raw chunks) and `step_valid` for L1 metrics."""
+    """Tensors for `VLAPolicy.compute_loss`, plus `actions` (raw chunks) and `step_valid` for L1 metrics."""
     idx = np.asarray(idx, dtype=np.int64)
     small = frames.images[torch.from_numpy(idx)]  # [B, C, S, S, 3] uint8
-    if augment is not None and augment.enabled:
+    if augment is not None:
         if generator is None:
             raise ValueError("augmentation needs a torch.Generator")
-        pixel_values = policy.pixels(augment_images(small, augment, generator))
-    else:
-        pixel_values = policy.pixels(small)
-    ids, mask = policy.encode_prompts([frames.tasks[t] for t in frames.task_index[idx]])
-    chunks, inside = chunk_targets(frames, idx, policy.cfg.action.horizon)
-    norm = policy.normalizers["action"].normalize(chunks.astype(np.float64)).astype(np.float32)
-    action_ids, action_mask = policy.actions_to_ids(norm, inside)
-    batch = {"pixel_values": pixel_values, "prompt_ids": ids, "prompt_mask": mask,
-             "action_ids": action_ids, "action_mask": action_mask,
+        small = augment_images(small, augment, generator)  # float in [0, 1] [B, C, 3, S, S]
+    pixel_values = torch.from_numpy(io.pixels(small.numpy()))
+    ids, mask = io.prompts([frames.tasks[t] for t in frames.task_index[idx]])
+    chunks, inside = chunk_targets(frames, idx, io.cfg.action.horizon)
+    action_ids, action_mask = io.targets(io.normalize_actions(chunks), inside)
+    batch = {"pixel_values": pixel_values, "prompt_ids": torch.from_numpy(ids), "prompt_mask": torch.from_numpy(mask),
+             "action_ids": torch.from_numpy(action_ids), "action_mask": torch.from_numpy(action_mask),
              "actions": torch.from_numpy(chunks), "step_valid": torch.from_numpy(inside)}
-    if policy.cfg.use_state:
-        batch["state"] = policy.normalize_state(frames.states[idx])
-    if policy.aux_head is not None:  # frames passed check_env_states when they were loaded for training
-        env = policy.normalizers[ENV_STATE_KEY].normalize(frames.env_states[idx].astype(np.float64))
+    if io.cfg.use_state:
+        batch["state"] = torch.from_numpy(io.state(frames.states[idx]))
+    if io.cfg.aux is not None:  # frames passed check_env_states when they were loaded for training
+        env = io.normalizers[ENV_STATE_KEY].normalize(frames.env_states[idx].astype(np.float64))
         batch["env_state"] = torch.from_numpy(np.asarray(env, dtype=np.float32))
     return batch

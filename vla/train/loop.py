@@ -26,11 +26,13 @@ import torch
 from torch import nn
 
 from vla.io import atomic_write_json
-from vla.model import VLAPolicy
-from vla.normalization import Normalizer, NormStats
+from vla.model.decoding import decode
+from vla.model.policy import VLAPolicy
+from vla.normalization import Normalizer, NormStats, load_norm_stats
+from vla.policy_io import ENV_STATE_KEY, STATE_KEY, PolicyIO
+from vla.progress import progress as progress_bar
 from vla.train.config import TrainConfig
 from vla.train.data import (
-    ENV_STATE_KEY,
     Frames,
     check_env_states,
     chunk_targets,
@@ -47,14 +49,13 @@ from vla.train.state import load_train_state, save_train_state
 class _LossModule(nn.Module):
     """What DDP wraps: forward(batch) -> loss, so gradient hooks see the whole policy."""
 
-    def __init__(self, policy: VLAPolicy, aux_weight: float = 0.0, bin_sigma: float = 0.0) -> None:
+    def __init__(self, policy: VLAPolicy, bin_sigma: float = 0.0) -> None:
         super().__init__()
         self.policy = policy
-        self.aux_weight = aux_weight
         self.bin_sigma = bin_sigma
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        return self.policy.compute_loss(batch, aux_weight=self.aux_weight, bin_sigma=self.bin_sigma)
+        return self.policy.compute_loss(batch, bin_sigma=self.bin_sigma)
 
 
 def _dist_setup() -> tuple[int, int, int]:
@@ -76,19 +77,20 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def fit_normalizers(policy: VLAPolicy, frames: Frames) -> None:
-    """Action stats (gripper unnormalized) and state stats (all dims) from the dataset."""
-    action = Normalizer(NormStats.fit(frames.actions), mode=policy.cfg.action.norm_mode)
-    state = None
-    if policy.cfg.use_state:
-        if frames.states.shape[1] != policy.cfg.state_dim:
-            raise ValueError(f"dataset state has {frames.states.shape[1]} dims, VLAConfig.state_dim={policy.cfg.state_dim}")
-        state = Normalizer(NormStats.fit(frames.states), mode="bounds_q99",
-                           mask=np.ones(policy.cfg.state_dim, dtype=bool))
-    policy.set_normalizers(action, state)
-    if policy.aux_head is not None:  # train() ran check_env_states on these frames
-        policy.normalizers[ENV_STATE_KEY] = Normalizer(NormStats.fit(frames.env_states), mode="mean_std",
-                                                       mask=np.ones(policy.cfg.aux_state_dim, dtype=bool))
+def fit_normalizers(policy: VLAPolicy, frames: Frames) -> PolicyIO:
+    """The policy's transforms with action stats (gripper unnormalized), state stats (all dims) and, with an
+    auxiliary head, task-state stats fit on the dataset."""
+    cfg = policy.cfg
+    norms = {"action": Normalizer(NormStats.fit(frames.actions), mode=cfg.action.norm_mode)}
+    if cfg.use_state:
+        if frames.states.shape[1] != cfg.state_dim:
+            raise ValueError(f"dataset state has {frames.states.shape[1]} dims, VLAConfig.state_dim={cfg.state_dim}")
+        norms[STATE_KEY] = Normalizer(NormStats.fit(frames.states), mode="bounds_q99",
+                                      mask=np.ones(cfg.state_dim, dtype=bool))
+    if cfg.aux is not None:  # train() ran check_env_states on these frames
+        norms[ENV_STATE_KEY] = Normalizer(NormStats.fit(frames.env_states), mode="mean_std",
+                                          mask=np.ones(cfg.aux.state_dim, dtype=bool))
+    return policy.make_io(norms)
 
 
 def _apply_trainability(policy: VLAPolicy, cfg: TrainConfig) -> None:
@@ -129,18 +131,16 @@ def merged_state_dict(policy: VLAPolicy) -> dict[str, torch.Tensor] | None:
 
 
 @torch.no_grad()
-def evaluate_split(policy: VLAPolicy, frames: Frames, idx: np.ndarray, batch_size: int, n_batches: int,
-                   seed: int, device: torch.device) -> dict[str, float]:
+def evaluate_split(policy: VLAPolicy, io: PolicyIO, frames: Frames, idx: np.ndarray, batch_size: int,
+                   n_batches: int, seed: int, device: torch.device) -> dict[str, float]:
     """Teacher-forced loss / token accuracy, and decoded-token accuracy + L1 (robot units) on real decoding."""
-    from vla.model.decoding import decode
-
     policy.eval()
     rng = np.random.default_rng([seed, 12345])
     pick = rng.permutation(idx)[: batch_size * n_batches]
     tot = {"loss": 0.0, "token_acc": 0.0, "decoded_token_acc": 0.0, "l1": 0.0}
     n_tok = n_dec = n_l1 = 0
     for lo in range(0, len(pick), batch_size):
-        b = make_batch(policy, frames, pick[lo: lo + batch_size], None, None)
+        b = make_batch(io, frames, pick[lo: lo + batch_size], None, None)
         b = {k: v.to(device) for k, v in b.items()}
         _, st = policy.compute_loss(b)
         tot["loss"] += st["loss"] * st["n_tokens"]
@@ -151,7 +151,7 @@ def evaluate_split(policy: VLAPolicy, frames: Frames, idx: np.ndarray, batch_siz
             sup = b["action_mask"]
             tot["decoded_token_acc"] += float((ids == b["action_ids"])[sup].float().sum())
             n_dec += int(sup.sum())
-        acts = policy.ids_to_actions(ids)  # [B, H, D] robot units
+        acts = io.outputs(ids.cpu().numpy()).actions  # [B, H, D] robot units (NaN: did not decode)
         err = np.abs(acts - b["actions"].cpu().numpy())  # [B, H, D]
         valid = b["step_valid"].cpu().numpy()
         tot["l1"] += float(np.nansum(err[valid]))
@@ -177,8 +177,6 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
 def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train and write the run directory; returns the summary (final metrics, timings)."""
-    from tqdm import tqdm
-
     rank, world, local_rank = _dist_setup()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -192,17 +190,18 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
     mcfg = cfg.model_config()
     roots = [str(d) for d in dataset] if isinstance(dataset, (list, tuple)) else [str(dataset)]
     frames = load_frames(roots, mcfg.cameras, mcfg.vision.image_size)
-    check_env_states(frames, mcfg.aux_state_dim)  # before building anything; covers --resume too
+    check_env_states(frames, mcfg.aux.state_dim if mcfg.aux else None)  # before building anything; covers --resume
     train_idx, val_idx = split_episodes(frames, cfg.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
     if resume:
         policy = VLAPolicy.from_pretrained(ckpt_dir)
+        io = policy.make_io(load_norm_stats(ckpt_dir / "norm_stats.json"))
     else:
         policy = VLAPolicy.from_config(mcfg, instructions=frames.tasks)
-        fit_normalizers(policy, frames)
+        io = fit_normalizers(policy, frames)
         if mcfg.action.tokenizer == "fast":
             chunks, _ = chunk_targets(frames, train_idx, mcfg.action.horizon)
-            policy.action_tokenizer.fit(policy.normalizers["action"].normalize(chunks.astype(np.float64)))
+            policy.action_tokenizer.fit(io.normalizers["action"].normalize(chunks.astype(np.float64)))
     _apply_trainability(policy, cfg)
     policy.to(device).train()
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -217,7 +216,7 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
         start, _ = load_train_state(state_dir, opt, model=policy if cfg.lora is not None else None)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio), last_epoch=start - 1)
-    model: nn.Module = _LossModule(policy, cfg.aux_weight, cfg.bin_sigma)
+    model: nn.Module = _LossModule(policy, cfg.bin_sigma)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -230,24 +229,24 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
 
     eval_split = "val" if val_idx is not None else "train_eval"
     eval_idx = val_idx if val_idx is not None else train_idx
-    weights = sampling_weights(frames, train_idx, cfg.start_steps, cfg.start_weight)
+    weights = sampling_weights(frames, train_idx, cfg.start_oversample)
 
     def save(step: int) -> None:
         if rank == 0:
-            policy.save_pretrained(ckpt_dir, state_dict=merged_state_dict(policy))
+            policy.save_pretrained(ckpt_dir, io, state_dict=merged_state_dict(policy))
             save_train_state(state_dir, opt, step, model=policy if cfg.lora is not None else None)
         _barrier(world)
 
-    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, disable=rank != 0 or not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="train",
+                       disable=rank != 0 or not progress)
     t0, seen, last = time.perf_counter(), 0, {}
     gbs = cfg.batch_size * world
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])
-        pick = pick_frames(rng, train_idx, gbs, weights, step, cfg.start_until)
+        pick = pick_frames(rng, train_idx, gbs, weights)
         pick = pick[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)) + rank)
-        batch = {k: v.to(device) for k, v in make_batch(policy, frames, pick, cfg.augment, gen).items()}
+        batch = {k: v.to(device) for k, v in make_batch(io, frames, pick, cfg.augment, gen).items()}
         with _autocast(cfg, device):
             loss, stats = model(batch)
         opt.zero_grad(set_to_none=True)
@@ -269,7 +268,7 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['token_acc']:.3f}", sps=f"{sps:.1f}")
         if done % cfg.val_every == 0 or done == cfg.max_steps:
             if rank == 0:
-                ev = evaluate_split(policy, frames, eval_idx, cfg.batch_size, cfg.val_batches, cfg.seed, device)
+                ev = evaluate_split(policy, io, frames, eval_idx, cfg.batch_size, cfg.val_batches, cfg.seed, device)
                 log.write({"step": done, "split": eval_split, **ev})
                 bar.write(f"step {done} {eval_split}: " + " ".join(f"{k}={v:.4f}" for k, v in ev.items()))
             _barrier(world)

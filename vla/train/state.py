@@ -5,7 +5,7 @@
 
 `model` is only written when the training module differs from the inference checkpoint (LoRA adapters
 before merging); otherwise the checkpoint directory already holds the weights. The directory is written
-atomically (`vla.model.checkpoint.atomic_directory`).
+atomically (`vla.io.atomic_directory`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from vla.model.checkpoint import atomic_directory
+from vla.io import atomic_directory
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

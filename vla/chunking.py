@@ -1,10 +1,11 @@
-"""Action-chunk execution: which action to send at control step t, given chunks planned earlier.
+"""Action-chunk execution, the one executor `vla eval` and `vla control` share: which action to run at
+control step t, given chunks planned earlier. Torch-free.
 
     ex = make_executor("receding", replan_every=4)          # open_loop | receding | ensemble
     ex.reset()
     for t in range(T):
         if ex.needs_plan(t):
-            ex.add_plan(t, policy_chunk, origin_ns=obs.t_obs)    # chunk float [H, 7], robot units
+            ex.add_plan(t, runtime.infer(obs), origin_ns=obs.t_obs)   # ActionChunk (or float [H, 7]), robot units
         step = ex.action(t)                                      # ChunkStep(action [7], origin_step, origin_ns) | None
 
 Modes:
@@ -14,6 +15,12 @@ Modes:
   that covers t with weights exp(-m * i), i = 0 for the *oldest* chunk (ACT's choice: it favours
   consistency; m = 0.01 by default, larger m = faster reaction to new observations).
 
+Invalid chunks (one rule for every caller): a chunk that did not decode (`ActionChunk.valid` False, or any
+non-finite value) is never executed, nor partly executed. `add_plan` refuses it and counts it in
+`invalid_chunks`; the previous plan keeps running for the steps it still covers, and where none covers a
+step `action(t)` is None: the caller holds (the bridge holds the arm; `vla eval` sends zero motion with the
+last gripper command). `needs_plan` stays True, so the next step asks the policy again.
+
 `origin_step`/`origin_ns` say which observation the action came from (the newest contributing
 chunk), so the control loop can give the action an honest deadline: origin_ns + (t - origin_step)
 control periods + the allowed latency. A stale plan then gets dropped by the bridge, not executed.
@@ -22,6 +29,7 @@ control periods + the allowed latency. A stale plan then gets dropped by the bri
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,21 +43,35 @@ class ChunkStep:
     origin_ns: int  # that observation's timestamp (bridge clock)
 
 
-def _check_chunk(chunk: np.ndarray) -> np.ndarray:
-    c = np.asarray(chunk, dtype=np.float64)
+def _check_chunk(chunk: Any) -> tuple[np.ndarray, bool]:
+    """-> (float64 [H, D], valid) from an ActionChunk or an array."""
+    actions = getattr(chunk, "actions", chunk)
+    c = np.asarray(actions, dtype=np.float64)
     if c.ndim != 2 or c.shape[0] < 1:
         raise ValueError(f"action chunk must be [H, D] with H >= 1, got shape {c.shape}")
-    return c
+    valid = bool(np.all(getattr(chunk, "valid", True))) and bool(np.isfinite(c).all())
+    return c, valid
 
 
 class ChunkExecutor:
+    invalid_chunks: int = 0
+
     def reset(self) -> None:
         raise NotImplementedError
 
     def needs_plan(self, t: int) -> bool:
         raise NotImplementedError
 
-    def add_plan(self, t: int, chunk: np.ndarray, origin_ns: int = 0) -> None:
+    def add_plan(self, t: int, chunk: Any, origin_ns: int = 0) -> bool:
+        """Plan `chunk` (ActionChunk or [H, D]) from step t; False (and counted) when it is invalid."""
+        c, valid = _check_chunk(chunk)
+        if not valid:
+            self.invalid_chunks += 1
+            return False
+        self._add(t, c, origin_ns)
+        return True
+
+    def _add(self, t: int, chunk: np.ndarray, origin_ns: int) -> None:
         raise NotImplementedError
 
     def action(self, t: int) -> ChunkStep | None:
@@ -67,6 +89,7 @@ class RecedingHorizon(ChunkExecutor):
         self.reset()
 
     def reset(self) -> None:
+        self.invalid_chunks = 0
         self._chunk: np.ndarray | None = None
         self._t0 = 0
         self._origin_ns = 0
@@ -78,8 +101,8 @@ class RecedingHorizon(ChunkExecutor):
     def needs_plan(self, t: int) -> bool:
         return self._chunk is None or t - self._t0 >= self._len() or t < self._t0
 
-    def add_plan(self, t: int, chunk: np.ndarray, origin_ns: int = 0) -> None:
-        self._chunk, self._t0, self._origin_ns = _check_chunk(chunk), t, origin_ns
+    def _add(self, t: int, chunk: np.ndarray, origin_ns: int) -> None:
+        self._chunk, self._t0, self._origin_ns = chunk, t, origin_ns
 
     def action(self, t: int) -> ChunkStep | None:
         if self._chunk is None or not 0 <= t - self._t0 < len(self._chunk):
@@ -95,15 +118,15 @@ class TemporalEnsemble(ChunkExecutor):
         self.reset()
 
     def reset(self) -> None:
+        self.invalid_chunks = 0
         self._plans: list[tuple[int, int, np.ndarray]] = []  # (t0, origin_ns, chunk [H, D]), oldest first
 
     def needs_plan(self, t: int) -> bool:
         return not self._plans or self._plans[-1][0] < t
 
-    def add_plan(self, t: int, chunk: np.ndarray, origin_ns: int = 0) -> None:
-        c = _check_chunk(chunk)
+    def _add(self, t: int, chunk: np.ndarray, origin_ns: int) -> None:
         self._plans = [p for p in self._plans if p[0] + len(p[2]) > t]  # drop chunks that ended
-        self._plans.append((t, origin_ns, c))
+        self._plans.append((t, origin_ns, chunk))
 
     def action(self, t: int) -> ChunkStep | None:
         covering = [(t0, ns, c[t - t0]) for t0, ns, c in self._plans if 0 <= t - t0 < len(c)]

@@ -1,9 +1,9 @@
 """Per-action latency of every runtime on the same weights (used by scripts/bench_runtimes.py).
 
-    result = bench_runtimes(policy, export_dir, obs, iters=30)
+    result = bench_runtimes(policy, io, export_dir, obs, iters=30)
     result["runtimes"]["ort_parallel"]["per_action_ms_p50"], result["speedup_vs_generate"]
 
-Every runtime times the same span at batch 1: the model's transforms (`prepare_observations`) + decoding to
+Every runtime times the same span at batch 1: the model's transforms (`PolicyIO.inputs`) + decoding to
 action ids. Torch modes call `vla.model.decoding` (HF `generate()`, our KV-cached loop, no-cache eager,
 parallel); ONNX Runtime and TensorRT call `GraphRuntime.decode_ids`. Iterations are interleaved round-robin
 across runtimes so a shared, busy machine slows all of them alike and the ratios stay meaningful.
@@ -35,17 +35,19 @@ def _stats(ms: list[float], horizon: int) -> dict[str, float]:
             "per_action_ms_p99": p99 / horizon}
 
 
-def bench_runtimes(policy: Any, export_dir: str | Path, obs: dict, iters: int = 30, warmup: int = 3,
+def bench_runtimes(policy: Any, io: Any, export_dir: str | Path, obs: dict, iters: int = 30, warmup: int = 3,
                    ort_threads: int = 0, engine_dir: str | Path | None = None) -> dict[str, Any]:
     import torch
 
-    from deploy.onnx_runtime import OnnxRuntime
-    from vla.model.decoding import decode_autoregressive, decode_parallel, generate_baseline
+    from deploy.runtimes.onnx import OnnxRuntime
+    from vla.model.decoding import decode_autoregressive, decode_parallel, generate_baseline, to_tensors
 
     policy.eval()
     h = policy.cfg.action.horizon
     modes = ("autoregressive",) + (("parallel",) if policy.eos_id is None else ())
-    prep = policy.prepare_observations
+    def prep(batch: list[dict]) -> dict:
+        return to_tensors(io.inputs(batch), policy.action_slots.device)
+
     fns: dict[str, Callable[[], Any]] = {
         "hf_generate": lambda: generate_baseline(policy, prep([obs])),
         "torch_kv_cache": lambda: decode_autoregressive(policy, prep([obs]), use_cache=True),
@@ -57,14 +59,14 @@ def bench_runtimes(policy: Any, export_dir: str | Path, obs: dict, iters: int = 
 
     def add_graph_runtime(name: str, rt: Any, mode: str) -> None:
         before = _rss_mb()
-        rt.decode_ids(rt.io.prepare_observations([obs]), mode=mode)  # sessions / engines load lazily
+        rt.decode_ids(rt.io.inputs([obs]), mode=mode)  # sessions / engines load lazily
         growth[name] = _rss_mb() - before
-        fns[name] = lambda: rt.decode_ids(rt.io.prepare_observations([obs]), mode=mode)
+        fns[name] = lambda: rt.decode_ids(rt.io.inputs([obs]), mode=mode)
 
     for mode in modes:
         add_graph_runtime(f"ort_{mode}", OnnxRuntime(export_dir, mode=mode, threads=ort_threads), mode)
     if engine_dir is not None:
-        from deploy.tensorrt_runtime import TensorRTRuntime
+        from deploy.runtimes.tensorrt import TensorRTRuntime
 
         for mode in modes:
             add_graph_runtime(f"tensorrt_{mode}", TensorRTRuntime(engine_dir, mode=mode), mode)

@@ -4,7 +4,7 @@
     chunk = rt.predict_action(obs)                     # float32 [H, 7]
     rt.last_timings                                    # prepare/encoder/decode/postprocess + per-engine GPU ms
 
-The decoding loop and the model's transforms come from `deploy.onnx_runtime.GraphRuntime`; this class only
+The decoding loop and the model's transforms come from `deploy.runtimes.graph.GraphRuntime`; this class only
 executes engines. I/O lives in torch CUDA tensors (torch is already a dependency; no pycuda); inputs are
 copied host -> device per call and outputs back, and each engine call is timed with CUDA events.
 """
@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.onnx_runtime import GraphRuntime
+from deploy.runtimes.graph import GraphRuntime
+from deploy.trt import gpu_description, import_tensorrt
 
 
 def check_engine_compatible(manifest: dict[str, Any], flavor: str, version: str, gpu: str) -> None:
@@ -37,8 +38,6 @@ def check_engine_compatible(manifest: dict[str, Any], flavor: str, version: str,
 class TensorRTRuntime(GraphRuntime):
     def __init__(self, engine_dir: str | Path, mode: str | None = None, device: int = 0) -> None:
         import torch
-
-        from deploy.export.tensorrt_build import gpu_description, import_tensorrt
 
         super().__init__(engine_dir, mode)
         trt, flavor = import_tensorrt()
@@ -65,7 +64,7 @@ class TensorRTRuntime(GraphRuntime):
             self._engines[graph] = (engine, engine.create_execution_context())
         return self._engines[graph]
 
-    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         engine, ctx = self._engine(graph)
@@ -95,7 +94,7 @@ class TensorRTRuntime(GraphRuntime):
         self.last_timings[key] = self.last_timings.get(key, 0.0) + start.elapsed_time(end)
         return {n: t.cpu().numpy() for n, t in outputs.items()}
 
-    def predict_action_batch(self, observations, mode=None):
+    def infer_batch(self, observations):
         for k in [k for k in self.last_timings if k.startswith("trt_")]:
             self.last_timings[k] = 0.0  # per-engine GPU time accumulates over the decode steps of one call
-        return super().predict_action_batch(observations, mode)
+        return super().infer_batch(observations)

@@ -1,0 +1,103 @@
+"""Decoding over exported graphs, whatever executes them (numpy; no torch): the part ONNX Runtime and
+TensorRT runtimes share. A backend only supplies `run(graph, feeds) -> outputs`.
+
+    rt = OnnxRuntime("exports/x")                 # deploy.runtimes.onnx (or TensorRTRuntime)
+    chunk = rt.infer(obs)                          # ActionChunk, the same actions as the torch runtime
+    ids, logits = rt.decode_ids(feeds, return_logits=True)   # greedy ids [B, n] and action-block logits
+
+The transforms are the export's `PolicyIO` (its weightless `policy/` checkpoint); the greedy loop is
+`vla.greedy.greedy`, the one the torch KV-cache loop runs: prefill once, then one decode step per token
+over the fixed-capacity KV cache (graphs of `deploy.export.graphs`), or one parallel pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.manifest import load_manifest, policy_dir
+from vla.greedy import greedy
+from vla.policy_io import ActionChunk, PolicyIO
+from vla.runtime import Runtime
+
+DECODING_MODES = ("autoregressive", "parallel")
+
+
+class GraphRuntime(Runtime):
+    """Decoding over exported graphs; subclasses implement `run` for their backend."""
+
+    def __init__(self, export_dir: str | Path, mode: str | None = None) -> None:
+        super().__init__()
+        self.export_dir = Path(export_dir)
+        self.manifest = load_manifest(self.export_dir)
+        self.io = PolicyIO.load(policy_dir(self.export_dir, self.manifest))
+        self.cfg = self.io.cfg
+        self.execute_steps = self.cfg.action.execute_steps
+        self.mode = mode or self.manifest["decoding"]
+        if self.mode not in DECODING_MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {DECODING_MODES}")
+        if self.mode == "parallel" and "parallel" not in self.manifest["graphs"]:
+            raise ValueError(f"{self.export_dir} has no parallel graph (FAST tokens decode autoregressively only)")
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def encoder_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {i["name"]: feeds[i["name"]] for i in self.manifest["graphs"]["encoder"]["inputs"]}
+
+    def encode(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        out = self.run("encoder", self.encoder_feeds(feeds))
+        return out["prefix_embeds"], out["prefix_mask"]  # [B, L, D], bool [B, L]
+
+    def decode_ids(self, feeds: dict[str, np.ndarray], mode: str | None = None,
+                   return_logits: bool = False) -> Any:
+        """Greedy action ids [B, n'] (FAST may stop early); with the action-block logits [B, n', A] when asked."""
+        mode = mode or self.mode
+        t0 = time.perf_counter()
+        prefix, valid = self.encode(feeds)
+        t1 = time.perf_counter()
+        if mode == "parallel":
+            out = self.run("parallel", {"prefix_embeds": prefix, "prefix_mask": valid})
+            logits = out["action_logits"]  # [B, n, A]
+            ids = logits.argmax(-1) + self.manifest["sequence"]["action_id_start"]
+        else:
+            ids, logits = self._autoregressive(prefix, valid)
+        self.last_timings.update(encoder_ms=(t1 - t0) * 1e3, decode_ms=(time.perf_counter() - t1) * 1e3)
+        return (ids, logits) if return_logits else ids
+
+    def _autoregressive(self, prefix: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Prefill once, then one decode step per token, through the shared greedy loop."""
+        seq = self.manifest["sequence"]
+        b, L = valid.shape
+        out = self.run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid})
+        cache = {"cache_k": out["cache_k"], "cache_v": out["cache_v"]}
+        pos = out["next_position"]
+        kv_mask = np.zeros((b, seq["cache_capacity"]), dtype=bool)
+        kv_mask[:, :L] = valid
+        logits = [out["logits"]]  # [B, A] per slot
+
+        def step(tok: np.ndarray, i: int) -> np.ndarray:
+            kv_mask[:, L + i] = True  # the slot this step writes
+            o = self.run("decode_step", {
+                "token_ids": tok.astype(np.int64), "position_ids": (pos + i).astype(np.int64),
+                "write_index": np.array([L + i], dtype=np.int64), "kv_mask": kv_mask, **cache})
+            cache.update(cache_k=o["cache_k_out"], cache_v=o["cache_v_out"])
+            logits.append(o["logits"])
+            return o["logits"]
+
+        ids = greedy(out["logits"], step, seq["action_tokens"], seq["action_id_start"], seq["eos_id"], xp=np)
+        return ids, np.stack(logits[: ids.shape[1]], 1)  # [B, n'], [B, n', A]
+
+    def infer_batch(self, observations: Sequence[dict[str, Any]]) -> ActionChunk:
+        t0 = time.perf_counter()
+        feeds = self.io.inputs(observations)
+        t1 = time.perf_counter()
+        ids = self.decode_ids(feeds)
+        t2 = time.perf_counter()
+        out = self.io.outputs(ids)
+        self.last_timings.update(prepare_ms=(t1 - t0) * 1e3, postprocess_ms=(time.perf_counter() - t2) * 1e3)
+        return out

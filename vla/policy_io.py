@@ -1,0 +1,258 @@
+"""The policy's transforms as frozen data, shared by training and every runtime (numpy only, no torch).
+
+    io = PolicyIO.load("runs/x/checkpoint")          # or an export's policy/ dir, or PolicyIO.build(...)
+    feeds = io.inputs([obs])                         # observation dicts -> numpy feeds of the model graph
+    chunk = io.outputs(ids)                          # decoded ids [B, n] -> ActionChunk(actions [B, H, 7], valid [B])
+
+`inputs` selects the policy's cameras, resizes them to its input size, normalizes per channel, builds the
+prompt from the template, tokenizes and left-pads it, and normalizes the proprio state:
+    pixel_values float32 [B, C, 3, S, S], prompt_ids int64 [B, T], prompt_mask bool [B, T], state float32 [B, S]
+`outputs` decodes action tokens and unnormalizes them into robot units; a chunk that does not decode is
+flagged invalid (`valid` False, its actions NaN), never turned into a zero action.
+Training uses the same object for its targets (`targets`) and image normalization (`pixels`), so a
+runtime cannot drift from what the policy was trained on. The torch runtime, ONNX Runtime and TensorRT
+runtimes all call `inputs`/`outputs`; this module (and everything it imports) never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla.meta import CheckpointMeta, read_meta
+from vla.model.config import VLAConfig
+from vla.model.text import TextTokenizer
+from vla.normalization import Normalizer, load_norm_stats
+from vla.tokenizers import BinActionTokenizer, FastActionTokenizer, tokenizer_from_config
+
+STATE_KEY = "observation.state"
+ENV_STATE_KEY = "observation.environment_state"  # privileged task state (sim demos; the aux head)
+
+
+@dataclass(frozen=True)
+class ActionChunk:
+    """Actions float32 [..., H, D] in robot units and `valid` bool [...] (False: failed to decode, NaN actions)."""
+
+    actions: np.ndarray
+    valid: np.ndarray
+
+    def __getitem__(self, i: int) -> ActionChunk:
+        return ActionChunk(self.actions[i], np.asarray(self.valid[i]))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def build_action_tokenizer(cfg: VLAConfig, vocab_size: int, saved: dict[str, Any] | None = None) -> Any:
+    """The action tokenizer of a policy: from its saved config (fitted FAST), else fresh from `cfg.action`."""
+    if saved:
+        return tokenizer_from_config(saved)
+    a = cfg.action
+    if a.tokenizer == "bins":
+        return BinActionTokenizer(vocab_size=vocab_size, n_bins=a.n_bins, low=-1.0, high=1.0)
+    return FastActionTokenizer(vocab_size=vocab_size, action_dim=a.dim, horizon=a.horizon, n_tokens=a.fast.tokens,
+                               scale=a.fast.scale)
+
+
+def build_prompt(cfg: VLAConfig, text: TextTokenizer, instruction: str) -> list[int]:
+    """Token ids of the policy's prompt for `instruction` (the template filled in, BOS first where it has one)."""
+    return text.encode(cfg.prompt_template.format(instruction=instruction.strip()))
+
+
+# ---- image transforms -------------------------------------------------------------------------
+
+def _aa_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] antialiased bilinear (triangle filter) weights, as torch's `interpolate(mode="bilinear",
+    antialias=True, align_corners=False)` computes them: the filter widens by the scale when shrinking."""
+    scale = n_in / n_out
+    support = scale if scale >= 1.0 else 1.0
+    inv = 1.0 / scale if scale >= 1.0 else 1.0
+    w = np.zeros((n_out, n_in), dtype=np.float64)
+    for i in range(n_out):
+        centre = scale * (i + 0.5)
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), n_in)
+        j = np.arange(lo, hi)
+        f = np.clip(1.0 - np.abs((j - centre + 0.5) * inv), 0.0, None)
+        w[i, lo:hi] = f / f.sum()
+    return w
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [..., H, W, 3] (row 0 = top) -> uint8 [..., size, size, 3], antialiased bilinear, rounded.
+
+    Same-size images are returned as a copy, untouched (the recorded demos and `vla eval` render at the
+    policy's size). Other sizes match torch's antialiased bilinear resize to within 1 grey level."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim < 3 or x.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 [..., H, W, 3], got {x.dtype} {x.shape}")
+    h, w = x.shape[-3:-1]
+    if (h, w) == (size, size):
+        return x.copy()
+    wy, wx = _aa_weights(h, size), _aa_weights(w, size)  # [S, H], [S, W]
+    f = x.astype(np.float32)
+    f = np.einsum("sw,...hwc->...hsc", wx.astype(np.float32), f)  # width first
+    f = np.einsum("sh,...hwc->...swc", wy.astype(np.float32), f)
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 [..., S, S, 3] or float in [0, 1] [..., 3, S, S] -> normalized float32 [..., 3, S, S]."""
+    x = np.asarray(images)
+    if x.dtype == np.uint8:
+        x = np.moveaxis(x, -1, -3).astype(np.float32) / np.float32(255.0)  # [..., 3, S, S]
+    elif x.dtype.kind == "f" and x.ndim >= 3 and x.shape[-3] == 3:
+        x = x.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"expected uint8 [..., S, S, 3] or float [..., 3, S, S], got {x.dtype} {x.shape}")
+    m = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((x - m) / s)
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], prompt_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad id lists to `prompt_len` -> (ids int64 [B, T], mask bool [B, T]). Too long -> ValueError."""
+    ids = np.full((len(prompts), prompt_len), pad_id, dtype=np.int64)
+    mask = np.zeros((len(prompts), prompt_len), dtype=bool)
+    for i, p in enumerate(prompts):
+        if len(p) > prompt_len:
+            raise ValueError(f"prompt {i} has {len(p)} tokens, more than TextConfig.prompt_len={prompt_len}; "
+                             "raise prompt_len")
+        if len(p):
+            ids[i, prompt_len - len(p):] = p
+            mask[i, prompt_len - len(p):] = True
+    return ids, mask
+
+
+# ---- the transforms of one policy --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolicyIO:
+    """Everything between an observation dict and the model graph, and between token ids and actions."""
+
+    cfg: VLAConfig
+    text: TextTokenizer
+    action_tokenizer: Any  # vla.tokenizers.ActionTokenizer
+    normalizers: Mapping[str, Normalizer]  # "action", STATE_KEY (with a state token), training extras
+    _prompts: dict[str, list[int]] = field(default_factory=dict, compare=False, repr=False)  # memo only
+
+    def __post_init__(self) -> None:
+        if "action" not in self.normalizers:
+            raise ValueError("PolicyIO needs an 'action' normalizer (fit one in training, or load a checkpoint)")
+        a = self.normalizers["action"]
+        if a.dim != self.cfg.action.dim:
+            raise ValueError(f"action normalizer has dim {a.dim}, the policy acts in ActionConfig.dim={self.cfg.action.dim}")
+        if self.cfg.use_state:
+            s = self.normalizers.get(STATE_KEY)
+            if s is None:
+                raise ValueError(f"VLAConfig.state_dim={self.cfg.state_dim} needs a {STATE_KEY!r} normalizer")
+            if s.dim != self.cfg.state_dim:
+                raise ValueError(f"state normalizer has dim {s.dim}, VLAConfig.state_dim={self.cfg.state_dim}")
+        object.__setattr__(self, "normalizers", dict(self.normalizers))
+
+    @classmethod
+    def load(cls, directory: str | Path, meta: CheckpointMeta | None = None) -> PolicyIO:
+        """From a checkpoint dir (or an export's weightless policy/ dir): config.json, tokenizer, norm_stats.json."""
+        meta = meta or read_meta(directory)
+        directory = Path(directory)
+        text = TextTokenizer.load(directory, meta.cfg.text.kind, meta.text_vocab_size)
+        if meta.cfg.action.tokenizer == "fast" and not meta.action_tokenizer:
+            raise ValueError(f"{directory}/config.json: the FAST action tokenizer was never fitted (no training)")
+        tok = build_action_tokenizer(meta.cfg, meta.vocab_size, meta.action_tokenizer)
+        return cls(meta.cfg, text, tok, load_norm_stats(directory / "norm_stats.json"))
+
+    # ---- properties the decoders need ---------------------------------------------------------
+
+    @property
+    def num_action_tokens(self) -> int:
+        return self.cfg.action.num_action_tokens
+
+    @property
+    def eos_id(self) -> int | None:
+        """FAST ends a chunk with an end token; bins have a fixed length."""
+        return self.action_tokenizer.eos_id if self.cfg.action.tokenizer == "fast" else None
+
+    # ---- inputs -------------------------------------------------------------------------------
+
+    def prompt_ids(self, instruction: str) -> list[int]:
+        if instruction not in self._prompts:
+            self._prompts[instruction] = build_prompt(self.cfg, self.text, instruction)
+        return self._prompts[instruction]
+
+    def prompts(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """-> (ids int64 [B, T], mask bool [B, T]) left-padded to TextConfig.prompt_len."""
+        return pad_prompts([self.prompt_ids(s) for s in instructions], self.cfg.text.prompt_len, self.text.pad_id)
+
+    def pixels(self, small: np.ndarray) -> np.ndarray:
+        """uint8 [B, C, S, S, 3] (already resized) or float01 [B, C, 3, S, S] -> normalized float32 [B, C, 3, S, S]."""
+        return normalize_images(small, self.cfg.vision.image_mean, self.cfg.vision.image_std)
+
+    def resize(self, images: np.ndarray) -> np.ndarray:
+        return resize_images(images, self.cfg.vision.image_size)
+
+    def state(self, states: np.ndarray) -> np.ndarray:
+        """Raw proprio [B, S] -> normalized float32 [B, S]."""
+        x = np.asarray(states, dtype=np.float64)
+        return np.asarray(self.normalizers[STATE_KEY].normalize(x), dtype=np.float32)
+
+    def inputs(self, observations: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Observation dicts (camera name -> uint8 [H, W, 3], "instruction", "state") -> the model's feeds."""
+        if not observations:
+            raise ValueError("need at least one observation")
+        need = (*self.cfg.cameras, "instruction") + (("state",) if self.cfg.use_state else ())
+        for i, o in enumerate(observations):
+            missing = [k for k in need if k not in o]
+            if missing:
+                raise ValueError(f"observation {i} is missing {missing} (has {sorted(o)})")
+        imgs = np.stack([np.stack([np.asarray(o[c]) for c in self.cfg.cameras]) for o in observations])  # [B, C, H, W, 3]
+        ids, mask = self.prompts([str(o["instruction"]) for o in observations])
+        feeds = {"pixel_values": self.pixels(self.resize(imgs)), "prompt_ids": ids, "prompt_mask": mask}
+        if self.cfg.use_state:
+            feeds["state"] = self.state(np.stack([np.asarray(o["state"]) for o in observations]))
+        return feeds
+
+    # ---- targets (training) and outputs ----------------------------------------------------------
+
+    def normalize_actions(self, chunks: np.ndarray) -> np.ndarray:
+        """Raw chunks [B, H, D] -> normalized float32."""
+        return self.normalizers["action"].normalize(np.asarray(chunks, dtype=np.float64)).astype(np.float32)
+
+    def targets(self, chunks: np.ndarray, step_valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized chunks [B, H, D] -> (target ids int64 [B, n], supervised mask bool [B, n]).
+
+        bins: H*D ids, steps with `step_valid` False (past the episode end) unsupervised.
+        fast: the chunk's ids + EOS, right-padded with EOS (unsupervised) to n slots.
+        """
+        b, h, d = chunks.shape
+        if step_valid is None:
+            step_valid = np.ones((b, h), dtype=bool)
+        n = self.num_action_tokens
+        if self.cfg.action.tokenizer == "bins":
+            ids = np.asarray(self.action_tokenizer.encode(chunks.astype(np.float32)), dtype=np.int64).reshape(b, n)
+            return ids, np.repeat(np.asarray(step_valid, dtype=bool), d, axis=1)
+        seqs = self.action_tokenizer.encode(chunks.astype(np.float32), add_eos=True)
+        ids = np.full((b, n), self.eos_id, dtype=np.int64)
+        mask = np.zeros((b, n), dtype=bool)
+        for i, s in enumerate(seqs):
+            if len(s) > n:
+                raise ValueError(f"FAST chunk needs {len(s)} tokens (incl. EOS) > FastConfig.max_tokens+1={n}")
+            ids[i, : len(s)] = s
+            mask[i, : len(s)] = True
+        return ids, mask
+
+    def outputs(self, ids: np.ndarray | Sequence[Sequence[int]]) -> ActionChunk:
+        """Decoded ids (bins: [B, n]; FAST: rows, possibly shorter) -> ActionChunk([B, H, D], valid [B])."""
+        h, d = self.cfg.action.horizon, self.cfg.action.dim
+        if self.cfg.action.tokenizer == "bins":
+            dec = self.action_tokenizer.decode(np.asarray(ids).reshape(-1, h, d), strict=False)  # valid [B, H]
+            valid = dec.valid.all(axis=1)
+        else:
+            dec = self.action_tokenizer.decode([list(map(int, r)) for r in ids], strict=False)  # valid [B]
+            valid = np.asarray(dec.valid, dtype=bool)
+        acts = np.asarray(self.normalizers["action"].unnormalize(dec.actions.astype(np.float64)), dtype=np.float32)
+        acts[~valid] = np.nan
+        return ActionChunk(acts, valid)

@@ -1,7 +1,7 @@
 """Per-action decoding latency of the VLA policy at batch 1: our KV-cached loop and parallel decoding
 vs transformers `generate()` on the same weights; parameter count; peak RSS.
 
-    python scripts/bench_policy.py --out benchmarks/policy.json [--config configs/model/tiny.yaml]
+    python scripts/bench_policy.py --out benchmarks/policy.json [--config tiny]
         [--checkpoint runs/tiny/checkpoint] [--iters 30] [--threads 2] [--projectors] [--modes kv_cache,generate]
 
 Modes (see `vla.model.benchmark`) run interleaved, one call each per iteration, so ratios are fair on
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla.model import PROJECTORS, VLAConfig, VLAPolicy  # noqa: E402
 from vla.model.benchmark import DEFAULT_MODES, bench_decoding, random_weight_policy  # noqa: E402
+from vla.policy_io import PolicyIO  # noqa: E402
 
 
 def _obs(size: int = 128) -> dict:
@@ -40,7 +41,7 @@ def _obs(size: int = 128) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/policy.json")
-    ap.add_argument("--config", default="configs/model/tiny.yaml")
+    ap.add_argument("--config", default="tiny", help="named model config or YAML path (default tiny)")
     ap.add_argument("--checkpoint", default=None, help="trained policy (default: random weights of --config)")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
@@ -50,16 +51,20 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else random_weight_policy(VLAConfig.from_yaml(args.config))
+    if args.checkpoint:
+        policy, io = VLAPolicy.from_pretrained(args.checkpoint), PolicyIO.load(args.checkpoint)
+    else:
+        policy, io = random_weight_policy(VLAConfig.load(args.config))
     policy.to(args.device)
     result = {"config": args.checkpoint or args.config, "host": platform.node(), "cpu_count": os.cpu_count(),
-              "torch": torch.__version__, **bench_decoding(policy, _obs(), iters=args.iters, modes=tuple(args.modes.split(",")))}
+              "torch": torch.__version__, **bench_decoding(policy, io, _obs(), iters=args.iters, modes=tuple(args.modes.split(",")))}
     if args.projectors:
         base = policy.cfg
         result["projectors"] = {}
         for name in sorted(PROJECTORS):
             cfg = dataclasses.replace(base, projector=dataclasses.replace(base.projector, type=name))
-            r = bench_decoding(random_weight_policy(cfg).to(args.device), _obs(), iters=args.iters, modes=("kv_cache", "parallel"))
+            p, p_io = random_weight_policy(cfg)
+            r = bench_decoding(p.to(args.device), p_io, _obs(), iters=args.iters, modes=("kv_cache", "parallel"))
             result["projectors"][name] = {"visual_tokens": r["visual_tokens"], "params": r["params"],
                                           "kv_cache_per_action_ms_p50": r["modes"]["kv_cache"]["per_action_ms_p50"],
                                           "parallel_per_action_ms_p50": r["modes"]["parallel"]["per_action_ms_p50"]}

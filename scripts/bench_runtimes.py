@@ -1,6 +1,6 @@
 """Per-action latency (p50/p99) and peak memory of every runtime against transformers `generate()`.
 
-    python scripts/bench_runtimes.py --out benchmarks/runtimes.json [--config configs/model/tiny.yaml]
+    python scripts/bench_runtimes.py --out benchmarks/runtimes.json [--config tiny]
         [--checkpoint runs/tiny/checkpoint] [--iters 30] [--threads 2] [--engines engines/tiny]
 
 Exports the policy to ONNX in a temporary directory, then times torch (HF generate, KV-cached loop,
@@ -24,16 +24,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.export import export_onnx  # noqa: E402
-from deploy.export.bench import bench_runtimes  # noqa: E402
+from deploy.bench import bench_runtimes  # noqa: E402
 from vla.io import atomic_write_json  # noqa: E402
 from vla.model import VLAConfig, VLAPolicy  # noqa: E402
 from vla.model.benchmark import random_weight_policy  # noqa: E402
+from vla.policy_io import PolicyIO  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/runtimes.json")
-    ap.add_argument("--config", default="configs/model/tiny.yaml")
+    ap.add_argument("--config", default="tiny", help="named model config or YAML path (default tiny)")
     ap.add_argument("--checkpoint", default=None, help="trained policy (default: random weights of --config)")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="torch and ORT intra-op threads (0 = their defaults)")
@@ -41,13 +42,16 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    policy = VLAPolicy.from_pretrained(args.checkpoint) if args.checkpoint else random_weight_policy(VLAConfig.from_yaml(args.config))
+    if args.checkpoint:
+        policy, io = VLAPolicy.from_pretrained(args.checkpoint), PolicyIO.load(args.checkpoint)
+    else:
+        policy, io = random_weight_policy(VLAConfig.load(args.config))
     rng = np.random.default_rng(0)
     obs = {c: rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in policy.cfg.cameras}
-    obs.update(state=rng.normal(size=policy.cfg.state_dim).astype(np.float32), instruction="pick up the red cube")
+    obs.update(state=rng.normal(size=policy.cfg.state_dim or 8).astype(np.float32), instruction="pick up the red cube")
     with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(policy, Path(tmp) / "onnx")
-        result = bench_runtimes(policy, Path(tmp) / "onnx", obs, iters=args.iters, ort_threads=args.threads,
+        export_onnx(policy, io, Path(tmp) / "onnx")
+        result = bench_runtimes(policy, io, Path(tmp) / "onnx", obs, iters=args.iters, ort_threads=args.threads,
                                 engine_dir=args.engines)
     import onnxruntime
 

@@ -11,11 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vla.model.conftest import make_obs
+from tests.vla.model.conftest import (
+    batch_actions,
+    checkpoint_actions,
+    io_of,
+    make_obs,
+    make_policy,
+    prepare,
+    runtime,
+    targets,
+)
 from vla.model import VLAPolicy
 from vla.model.config import VisionConfig, debug_config
 from vla.model.vision import VisionTower, coord_grid
-from vla.normalization import Normalizer, NormStats
 
 # 32x32 input: ResNet stem /4 -> 8x8, second stage /2 -> 4x4. (ConvNeXt, {"patch_size": 4,
 # "hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2}, takes the same path; left out for test time.)
@@ -29,18 +37,13 @@ def _conv_policy(model_type: str, coord_channels: bool = False) -> VLAPolicy:
     cfg = debug_config(projector="pixel_shuffle", decoding="parallel")
     cfg = dataclasses.replace(cfg, vision=VisionConfig(model_type=model_type, image_size=32,
                                                        hf_config=CONV_TOWERS[model_type], coord_channels=coord_channels))
-    policy = VLAPolicy.from_config(cfg, instructions=["pick up the red cube"])
-    rng = np.random.default_rng(0)
-    policy.set_normalizers(
-        Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(200, 7)))),
-        Normalizer(NormStats.fit(rng.normal(size=(200, 8))), mask=np.ones(8, dtype=bool)),
-    )
-    return policy
+    return make_policy(cfg)
 
 
 @pytest.mark.parametrize("model_type", sorted(CONV_TOWERS))
 def test_conv_feature_map_becomes_row_major_tokens(model_type: str) -> None:
-    tower = VisionTower(VisionConfig(model_type=model_type, image_size=32, hf_config=CONV_TOWERS[model_type]))
+    tower = VisionTower(VisionConfig(model_type=model_type, image_size=32, hf_config=CONV_TOWERS[model_type],
+                                     coord_channels=False))
     assert (tower.num_patches, tower.grid, tower.hidden_size) == (16, 4, 16)
     tower.eval()
     x = torch.randn(2, 3, 32, 32)
@@ -52,9 +55,9 @@ def test_conv_feature_map_becomes_row_major_tokens(model_type: str) -> None:
 
 
 def test_vit_tower_is_unchanged() -> None:
-    tower = VisionTower(VisionConfig(image_size=32, hf_config={"hidden_size": 32, "intermediate_size": 64,
-                                                               "num_hidden_layers": 1, "num_attention_heads": 2,
-                                                               "patch_size": 8}))
+    tower = VisionTower(VisionConfig(model_type="siglip_vision_model", image_size=32, coord_channels=False,
+                                     hf_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                                "num_attention_heads": 2, "patch_size": 8}))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(tower(x), tower.model(pixel_values=x).last_hidden_state)
     assert (tower.num_patches, tower.grid, tower.hidden_size) == (16, 4, 32)
@@ -84,9 +87,9 @@ def test_resnet_policy_trains_decodes_and_round_trips(tmp_path, coord_channels: 
     policy = _conv_policy("resnet", coord_channels)
     assert policy.num_visual_tokens == 2 * 4  # 4x4 grid, pixel_shuffle 2 -> 4 tokens per camera
     obs = [make_obs(0), make_obs(1, "push the cube to the target")]
-    batch = policy.prepare_observations(obs)
+    batch = prepare(policy, obs)
     chunks = np.random.default_rng(0).uniform(-1, 1, (2, 2, 7))
-    batch["action_ids"], batch["action_mask"] = policy.actions_to_ids(chunks)
+    batch["action_ids"], batch["action_mask"] = targets(policy, chunks)
     before = [p.detach().clone() for p in policy.vision.parameters()]
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     policy.train()
@@ -97,10 +100,10 @@ def test_resnet_policy_trains_decodes_and_round_trips(tmp_path, coord_channels: 
     assert any(not torch.equal(b, p) for b, p in zip(before, policy.vision.parameters(), strict=True))
     policy.eval()
     for mode in ("parallel", "autoregressive"):
-        acts = policy.predict_action_batch(obs, mode=mode)
+        acts = runtime(policy, mode=mode).infer_batch(obs).actions
         assert acts.shape == (2, 2, 7) and np.isfinite(acts).all()
-    policy.save_pretrained(tmp_path / "ckpt")
+    policy.save_pretrained(tmp_path / "ckpt", io_of(policy))
     loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt").eval()
     assert loaded.vision.model.config.model_type == "resnet"
     # BatchNorm running statistics travel with the weights: eval-mode actions are identical
-    np.testing.assert_array_equal(loaded.predict_action_batch(obs), policy.predict_action_batch(obs))
+    np.testing.assert_array_equal(checkpoint_actions(tmp_path / "ckpt", obs), batch_actions(policy, obs))

@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vla.model.conftest import make_obs
-from vla.model import VLAPolicy
-from vla.model.config import debug_config
-from vla.model.decoding import _greedy, decode_autoregressive, generate_baseline, layer_loop_unsupported
-from vla.normalization import Normalizer, NormStats
+from tests.vla.model.conftest import (
+    io_of,
+    make_obs,
+    make_policy,
+    prepare,
+)
+from vla.greedy import greedy
+from vla.model.config import AuxConfig, FiLMConfig, VLAConfig, debug_config
+from vla.model.decoding import decode_autoregressive, generate_baseline, layer_loop_unsupported
+from vla.model.policy import VLAPolicy
 
 SHORT, LONG = "lift", "push the red cube onto the green target please"
 
@@ -24,11 +29,8 @@ def build(projector: str = "mlp", tokenizer: str = "bins", lm: str = "llama", at
     cfg = debug_config(projector=projector, tokenizer=tokenizer, horizon=4 if tokenizer == "fast" else 2)
     cfg = dataclasses.replace(cfg, lm=dataclasses.replace(cfg.lm, model_type=lm, attn_implementation=attn,
                                                           hf_config={**cfg.lm.hf_config, **hf}))
-    torch.manual_seed(0)
-    policy = VLAPolicy.from_config(cfg, instructions=[SHORT, LONG])
-    rng = np.random.default_rng(0)
-    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(200, 7)))),
-                           Normalizer(NormStats.fit(rng.normal(size=(200, 8))), mask=np.ones(8, dtype=bool)))
+    policy = make_policy(cfg, instructions=[SHORT, LONG])
+    rng = np.random.default_rng(1)
     if tokenizer == "fast":
         t = np.linspace(0, 1, 4)[None, :, None]
         chunks = np.clip(rng.uniform(-0.5, 0.5, (64, 1, 7)) * t + rng.uniform(-0.3, 0.3, (64, 1, 7)), -1, 1)
@@ -71,10 +73,10 @@ def test_every_cached_path_equals_the_reference_and_generate(projector: str, tok
     assert layer_loop_unsupported(policy.lm) is None
     # batch 2 with prompt padding: the short prompt's row has masked columns the long one does not
     obs = [make_obs(0, SHORT), make_obs(1, LONG)]
-    padded = all_paths(policy, policy.prepare_observations(obs))
+    padded = all_paths(policy, prepare(policy, obs))
     assert_all_equal(padded)
     assert bool(policy.action_logit_mask[padded["default"]].all())
-    one = policy.prepare_observations(obs[:1])  # batch 1, padding dropped: no mask at all on the lean path
+    one = prepare(policy, obs[:1])  # batch 1, padding dropped: no mask at all on the lean path
     alone = decode_autoregressive(policy, one)
     assert torch.equal(alone, generate_baseline(policy, one))
     assert torch.equal(padded["default"][0, : alone.shape[1]], alone[0])  # padding is invisible to a row
@@ -90,7 +92,7 @@ def force_early_eos(policy: VLAPolicy, inputs: dict) -> None:
 
 def test_fast_early_stop_is_identical_on_every_path() -> None:
     policy = build("mlp", "fast")
-    inputs = policy.prepare_observations([make_obs(0, SHORT), make_obs(1, LONG), make_obs(4, SHORT)])
+    inputs = prepare(policy, [make_obs(0, SHORT), make_obs(1, LONG), make_obs(4, SHORT)])
     force_early_eos(policy, inputs)
     paths = all_paths(policy, inputs)
     assert_all_equal(paths)
@@ -99,29 +101,33 @@ def test_fast_early_stop_is_identical_on_every_path() -> None:
     assert ids.shape[1] < policy.num_action_tokens  # every row ended, the loop stopped early
     for row in ids.tolist():
         assert eos in row and all(t == eos for t in row[row.index(eos):])  # ended rows keep emitting EOS
-    one = policy.prepare_observations([make_obs(0, SHORT)])
+    one = prepare(policy, [make_obs(0, SHORT)])
     assert torch.equal(decode_autoregressive(policy, one), generate_baseline(policy, one))
 
 
-def test_greedy_bookkeeping_stops_when_every_row_has_ended() -> None:
+@pytest.mark.parametrize("xp", [torch, np], ids=["torch", "numpy"])
+def test_greedy_bookkeeping_stops_when_every_row_has_ended(xp) -> None:
+    """The one greedy loop serves the torch KV loop (tensors) and the graph runtimes (numpy) alike."""
     eos, offset = 7, 5
     # slot i's winner per row, as indices into the action block (offset + index = id): row 0 ends at
     # slot 1, row 1 at slot 3; row 0's later winners are ignored
-    winners = torch.tensor([[0, 2, 1, 1, 0, 0], [1, 0, 1, 2, 0, 0]])
+    winners = np.array([[0, 2, 1, 1, 0, 0], [1, 0, 1, 2, 0, 0]])
 
-    def scores(i: int) -> torch.Tensor:
-        return torch.nn.functional.one_hot(winners[:, i], 3).float()  # [B, A=3]
+    def scores(i: int):
+        s = np.eye(3, dtype=np.float32)[winners[:, i]]  # [B, A=3] one-hot
+        return torch.from_numpy(s) if xp is torch else s
 
     calls = []
 
-    def step(tok: torch.Tensor, i: int) -> torch.Tensor:
+    def step(tok, i: int):
+        assert type(tok) is type(scores(0))  # stays in the backend's own array type
         calls.append(i)
         return scores(i + 1)
 
-    ids = _greedy(scores(0), step, n=6, offset=offset, eos=eos)
+    ids = greedy(scores(0), step, n=6, offset=offset, eos=eos, xp=xp)
     assert ids.tolist() == [[5, 7, 7, 7], [6, 5, 6, 7]]
     assert calls == [0, 1, 2]  # no step after the last row ended
-    fixed = _greedy(scores(0), step, n=3, offset=offset, eos=None)  # bins: fixed length, no EOS handling
+    fixed = greedy(scores(0), step, n=3, offset=offset, eos=None, xp=xp)  # bins: fixed length, no EOS handling
     assert fixed.tolist() == [[5, 7, 6], [6, 5, 6]]
 
 
@@ -131,7 +137,7 @@ def test_unsupported_lm_takes_the_lm_call_path() -> None:
                                                             "rope_theta": 10000.0})
     why = layer_loop_unsupported(policy.lm)
     assert why is not None and "dynamic" in why
-    inputs = policy.prepare_observations([make_obs(0, SHORT), make_obs(1, LONG)])
+    inputs = prepare(policy, [make_obs(0, SHORT), make_obs(1, LONG)])
     with pytest.raises(ValueError, match="dynamic"):
         decode_autoregressive(policy, inputs, layer_loop=True)
     with pytest.raises(ValueError, match="use_cache"):
@@ -145,7 +151,7 @@ def test_lora_wrapped_lm_decodes_like_its_merged_weights() -> None:
     from peft import LoraConfig, get_peft_model
 
     policy = build()
-    inputs = policy.prepare_observations([make_obs(0, SHORT), make_obs(1, LONG)])
+    inputs = prepare(policy, [make_obs(0, SHORT), make_obs(1, LONG)])
     plain = decode_autoregressive(policy, inputs)
     policy.lm = get_peft_model(policy.lm, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():  # non-zero adapters, so a path that skipped them would decode differently
@@ -165,54 +171,32 @@ def test_training_still_works_after_inference_mode_decoding() -> None:
     # decoding runs under torch.inference_mode; nothing it creates may leak into a later backward pass
     policy = build()
     obs = [make_obs(0, SHORT), make_obs(1, LONG)]
-    inputs = policy.prepare_observations(obs)
+    inputs = prepare(policy, obs)
     decode_autoregressive(policy, inputs)
     policy.train()
-    ids, mask = policy.actions_to_ids(np.zeros((2, 2, 7)))
-    loss, _ = policy.compute_loss({**inputs, "action_ids": ids, "action_mask": mask})
+    ids, mask = io_of(policy).targets(np.zeros((2, 2, 7)))
+    loss, _ = policy.compute_loss({**inputs, "action_ids": torch.from_numpy(ids), "action_mask": torch.from_numpy(mask)})
     loss.backward()
     assert policy.lm.get_output_embeddings().weight.grad is not None
 
 
 @pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
-def test_bidirectional_prefix_decodes_like_training_sees_it(decoding: str) -> None:
-    """prefix_attention='bidirectional' (prefix-LM): every decoding path equals the no-cache reference and the
-    teacher-forced training forward, the image tokens really see the prompt, and generate() is refused.
-    With FiLM and a pointer token in the prefix."""
-    torch.manual_seed(0)
-    cfg = debug_config(projector="pixel_shuffle", decoding=decoding, prefix_attention="bidirectional",
-                       visual_pos_embed=True, film=True, aux_state_dim=6, aux_source="visual", pointer_token=True)
-    policy = VLAPolicy.from_config(cfg, instructions=[SHORT, LONG])
-    with torch.no_grad():  # FiLM starts as the identity: make it act; a pointer that is not uniform
+def test_shipped_default_prefix_decodes_like_training_sees_it(decoding: str) -> None:
+    """The shipped default's prefix (FiLM-conditioned image tokens with position embeddings, the aux pointer
+    head, a state token): every decoding path equals the no-cache reference and the teacher-forced training
+    forward, and generate() agrees."""
+    base = debug_config(projector="pixel_shuffle", decoding=decoding)
+    cfg = base.replace(visual_pos_embed=True, film=FiLMConfig(), aux=AuxConfig())
+    assert (cfg.film, cfg.aux, cfg.visual_pos_embed) == (VLAConfig().film, VLAConfig().aux, True)
+    policy = make_policy(cfg, instructions=[SHORT, LONG])
+    with torch.no_grad():  # FiLM starts as the identity: make it act
         policy.film.proj.weight.normal_(0.0, 0.5)
-        policy.aux_score.weight.normal_(0.0, 0.5)
-    rng = np.random.default_rng(0)
-    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(scale=0.01, size=(200, 7)))),
-                           Normalizer(NormStats.fit(rng.normal(size=(200, 8))), mask=np.ones(8, dtype=bool)))
     policy.eval()
-    inputs = policy.prepare_observations([make_obs(0, SHORT), make_obs(1, LONG)])
+    inputs = prepare(policy, [make_obs(0, SHORT), make_obs(1, LONG)])
     paths = all_paths(policy, inputs)
     assert_all_equal(paths)
     with torch.no_grad():  # teacher forcing with the decoded ids reproduces them: same masks in training
         logits = policy.forward(**inputs, action_ids=paths["default"], mode="autoregressive")
     assert torch.equal(policy.restrict(logits).argmax(-1), paths["default"])
-    with pytest.raises(ValueError, match="prefix_attention"):
-        generate_baseline(policy, policy.prepare_observations([make_obs(0, SHORT)]))
-    # image tokens' final hidden states depend on the instruction only with the bidirectional prefix (FiLM,
-    # which conditions them before the LM, back to the identity for this check)
-    with torch.no_grad():
-        policy.film.proj.weight.zero_()
-    from vla.model.transforms import attention_mask_4d, position_ids
-
-    def image_hidden(text: str, bidirectional: bool) -> torch.Tensor:
-        x = policy.prepare_observations([make_obs(0, text)])
-        prefix, valid = policy.embed_prefix(x["pixel_values"], x["prompt_ids"], x["prompt_mask"], x["state"])
-        prefix, valid = prefix[:, valid[0]], valid[:, valid[0]]
-        mask = attention_mask_4d(valid, action_start=valid.shape[1], bidirectional_prefix=bidirectional)
-        with torch.no_grad():
-            out = policy.lm(inputs_embeds=prefix, attention_mask=policy.lm_mask(mask, prefix.dtype),
-                            position_ids=position_ids(valid), output_hidden_states=True)
-        return out.hidden_states[-1][:, : policy.num_visual_tokens]
-
-    assert torch.equal(image_hidden(SHORT, False), image_hidden(LONG, False))
-    assert not torch.allclose(image_hidden(SHORT, True), image_hidden(LONG, True))
+    one = prepare(policy, [make_obs(0, SHORT)])
+    assert torch.equal(generate_baseline(policy, one), decode_autoregressive(policy, one))

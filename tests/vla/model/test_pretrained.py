@@ -7,11 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vla.model.conftest import make_obs
+from tests.vla.model.conftest import (
+    checkpoint_actions,
+    io_of,
+    make_obs,
+    make_policy,
+    runtime,
+)
 from vla.model import VLAConfig, VLAPolicy
 from vla.model.config import LMConfig, TextConfig, VisionConfig, debug_config
 from vla.model.text import TextTokenizer
-from vla.normalization import Normalizer, NormStats
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +53,11 @@ def test_policy_from_local_pretrained_dirs_round_trips(tmp_path, pretrained_dirs
         "text": {"kind": "pretrained", "prompt_len": 48},
     })
     assert isinstance(cfg.vision, VisionConfig) and isinstance(cfg.lm, LMConfig) and isinstance(cfg.text, TextConfig)
-    policy = VLAPolicy.from_config(cfg)
+    policy = make_policy(cfg)
     assert type(policy.lm).__name__ == "Qwen2ForCausalLM"
     assert policy.text_vocab_size == 300 and policy.vocab_size == 300 + 256
-    rng = np.random.default_rng(0)
-    policy.set_normalizers(Normalizer(NormStats.fit(rng.normal(size=(50, 7)))),
-                           Normalizer(NormStats.fit(rng.normal(size=(50, 8))), mask=np.ones(8, dtype=bool)))
-    before = policy.predict_action(make_obs(0))
-    policy.save_pretrained(tmp_path / "ckpt")
+    before = runtime(policy).predict_action(make_obs(0))
+    policy.save_pretrained(tmp_path / "ckpt", io_of(policy))
     loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")  # no reference to the pretrained dirs remains
     assert loaded.cfg.lm.pretrained is None and loaded.cfg.vision.pretrained is None
-    np.testing.assert_array_equal(loaded.predict_action(make_obs(0)), before)
+    np.testing.assert_array_equal(checkpoint_actions(tmp_path / "ckpt", [make_obs(0)])[0], before)

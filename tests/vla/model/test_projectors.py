@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vla.model.conftest import make_obs, make_policy
+from tests.vla.model.conftest import (
+    batch_actions,
+    make_obs,
+    make_policy,
+    prepare,
+    targets,
+)
 from vla.model import PROJECTORS, ProjectorConfig, build_projector
 
 # tokens per camera with the test tower (32x32 images, patch 8 -> 4x4 = 16 patches)
@@ -23,9 +29,9 @@ def test_projector_builds_trains_and_decodes(name: str) -> None:
     assert policy.projector.num_tokens == EXPECTED_TOKENS[name]
     assert policy.num_visual_tokens == 2 * EXPECTED_TOKENS[name]
     obs = [make_obs(0), make_obs(1, "push the cube to the target")]
-    batch = policy.prepare_observations(obs)
+    batch = prepare(policy, obs)
     chunks = np.random.default_rng(0).uniform(-1, 1, (2, 2, 7))
-    batch["action_ids"], batch["action_mask"] = policy.actions_to_ids(chunks)
+    batch["action_ids"], batch["action_mask"] = targets(policy, chunks)
     before = [p.detach().clone() for p in policy.projector.parameters()]
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     policy.train()
@@ -34,7 +40,7 @@ def test_projector_builds_trains_and_decodes(name: str) -> None:
     loss.backward()
     opt.step()
     assert any(not torch.equal(b, p) for b, p in zip(before, policy.projector.parameters(), strict=True))
-    acts = policy.predict_action_batch(obs)
+    acts = batch_actions(policy, obs)
     assert acts.shape == (2, 2, 7) and np.isfinite(acts).all()
 
 

@@ -11,9 +11,9 @@
 #   VLA_LOCK_STRICT=1 bash scripts/setup.sh       # fail (not just warn) on a package the pins miss (CI)
 #
 # torch is installed only where no torch is present. With VLA_SYSTEM_SITE=1 the venv sees the system
-# site-packages: the torch already installed there satisfies vla's `torch>=2.3`, and the pins of every
-# package the system site already has (torch, numpy, ...) are dropped from the constraints, so that
-# pip keeps the system's builds instead of installing pinned copies over them in the venv.
+# site-packages: the torch already installed there satisfies vla's `torch>=2.3`, and the pins of the
+# packages the system site already has (torch, numpy, ...) are loosened to keep them (see below), so
+# that pip does not install pinned copies over the system's builds in the venv.
 # The pins were resolved on CPython 3.11, Linux x86_64; elsewhere (e.g. JetPack 6's Python 3.10)
 # some pinned versions may not exist: use VLA_CONSTRAINTS=none there.
 set -euo pipefail
@@ -40,7 +40,11 @@ if [ "$LOCK" != "none" ]; then
   [ -f "$LOCK" ] || { echo "[setup] constraints file $LOCK not found (VLA_CONSTRAINTS=none installs unpinned)" >&2; exit 1; }
   CONSTRAINTS="$LOCK"
   if grep -qiE '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
-    # Drop the pins of the distributions the system site-packages provides (the JetPack torch first).
+    # Loosen the pins of what the system site-packages provides (and the venv does not shadow), so
+    # that pip keeps the system's builds: a system version with a local label (the JetPack torch,
+    # 2.x.y+nv...) loses its pin; any other becomes a range from the system's version to the pin, so
+    # pip keeps the system's where it satisfies vla's tree and otherwise moves it no further than
+    # the pin.
     CONSTRAINTS="$VENV/constraints.system-site.txt"
     "$VPY" - "$LOCK" > "$CONSTRAINTS" <<'EOF'
 import importlib.metadata as md
@@ -48,23 +52,40 @@ import re
 import sys
 from pathlib import Path
 
+from pip._vendor.packaging.version import InvalidVersion, Version
+
 def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 venv = Path(sys.prefix).resolve()
-system = {}
+inside, system = set(), {}
 for dist in md.distributions():
     where = Path(dist.locate_file("")).resolve()
-    if where != venv and venv not in where.parents:
-        system.setdefault(norm(dist.metadata["Name"]), dist.version)
+    name = norm(dist.metadata["Name"])
+    if where == venv or venv in where.parents:
+        inside.add(name)
+    else:
+        system.setdefault(name, dist.version)
 for line in open(sys.argv[1]):
-    name = re.split(r"[=<>!~;\[\s]", line.strip(), maxsplit=1)[0]
-    if name and not line.startswith("#") and norm(name) in system:
-        print(f"# {line.strip()}  -- dropped: the system site-packages has {system[norm(name)]}")
+    m = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line.strip())
+    if not m or norm(m[1]) not in system or norm(m[1]) in inside:
+        print(line, end="")
         continue
-    print(line, end="")
+    name, pin, have = m[1], m[2], system[norm(m[1])]
+    try:
+        have_v, pin_v = Version(have), Version(pin)
+    except InvalidVersion:
+        have_v = pin_v = None
+    if have_v is None or have_v.local is not None:
+        print(f"# {name}=={pin}  -- unpinned: the system site-packages has {have}")
+    elif have_v == pin_v:
+        print(line, end="")
+    else:
+        lo, hi = sorted([have_v, pin_v])
+        print(f"{name}>={lo},<={hi}  # loosened: the system site-packages has {have}, the lock {pin}")
 EOF
-    echo "[setup] system site-packages: $(grep -c -- '-- dropped' "$CONSTRAINTS" || true) pins dropped for packages the system provides ($CONSTRAINTS)"
+    echo "[setup] system site-packages: $(grep -c -- '# loosened' "$CONSTRAINTS" || true) pins loosened," \
+      "$(grep -c -- '-- unpinned' "$CONSTRAINTS" || true) dropped, for what the system provides ($CONSTRAINTS)"
   fi
   CONSTRAINT_ARGS=(-c "$CONSTRAINTS")
   # pip >= 25.3 applies -c to what it installs, not to the isolated build of vla itself: pin that

@@ -183,4 +183,7 @@ def build_graphs(policy: VLAPolicy) -> dict[str, nn.Module]:
         graphs["parallel"] = ParallelGraph(policy)
     graphs["prefill"] = PrefillGraph(policy, cap)
     graphs["decode_step"] = DecodeStepGraph(policy, cap)
-    return graphs
+    # eval mode on the wrappers too: torch.onnx.export restores each module's own training flag afterwards, and
+    # a wrapper left in training mode would flip the policy's BatchNorm layers to training (their running stats
+    # then move on the next call: the exported graph and the torch policy drift apart)
+    return {k: g.eval() for k, g in graphs.items()}

@@ -7,7 +7,7 @@ import numpy as np
 from deploy.bridge import BridgeClient, BridgeConfig, BridgeServer
 from deploy.control import ControlConfig, ControlLoop
 from deploy.robot import KinematicRobot
-from deploy.runtime import PolicyRuntime
+from vla.runtime import PolicyRuntime
 
 HZ = 20.0
 

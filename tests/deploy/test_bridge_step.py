@@ -13,7 +13,7 @@ from deploy.bridge import BridgeClient, BridgeError
 from deploy.control import ControlConfig, ControlLoop
 from deploy.protocol import ZERO_COPY_MIN_BYTES, Message, WireArrays, decode, encode, recv_frames, send_frames
 from deploy.robot import KinematicRobot, goal_expert
-from deploy.runtime import PolicyRuntime
+from vla.runtime import PolicyRuntime
 
 STEP = np.array([0.01, 0, 0, 0, 0, 0, -1.0])
 

@@ -7,7 +7,7 @@ import pytest
 from deploy.bridge import BridgeClient
 from deploy.control import ControlConfig, ControlLoop
 from deploy.robot import SimExpertPolicy, SimRobot
-from deploy.runtime import PolicyRuntime
+from vla.runtime import PolicyRuntime
 
 sim = pytest.importorskip("sim")
 

@@ -16,7 +16,7 @@ from deploy.bridge import BridgeClient, BridgeTimeout
 from deploy.control import BridgeUnavailable, ControlConfig, ControlLoop
 from deploy.keys import generate_keys
 from deploy.protocol import PROTOCOL_VERSION, Message, ProtocolLimits, encode
-from deploy.runtime import PolicyRuntime
+from vla.runtime import PolicyRuntime
 
 SPAWN = mp.get_context("spawn")
 

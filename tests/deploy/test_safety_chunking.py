@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.chunking import RecedingHorizon, TemporalEnsemble, make_executor
+from vla.chunking import RecedingHorizon, TemporalEnsemble, make_executor
 from deploy.safety import SafetyConfig, SafetyFilter, Watchdog
 
 HOME = np.array([0.45, 0.0, 0.3])

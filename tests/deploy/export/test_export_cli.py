@@ -21,7 +21,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_export_onnx_cli_then_runtime_by_name(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    from deploy.runtime import make_runtime
+    from deploy.runtimes import make_runtime
 
     policy = make_policy(projector="linear", decoding="autoregressive", horizon=1).eval()
     policy.save_pretrained(tmp_path / "ckpt")
@@ -42,7 +42,7 @@ def test_export_onnx_cli_then_runtime_by_name(tmp_path, capsys):
 
 
 def test_make_runtime_rejects_unknown_kind(tmp_path):
-    from deploy.runtime import make_runtime
+    from deploy.runtimes import make_runtime
 
     with pytest.raises(ValueError, match="available"):
         make_runtime("tflite", tmp_path)

@@ -8,36 +8,34 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vla.model.conftest import make_obs, make_policy
-
-pytest.importorskip("onnxruntime")
+from tests.vla.model.conftest import io_of, make_obs, make_policy, prepare, runtime
+from vla.model.config import VLAConfig
 
 INSTRUCTIONS = ("pick up the red cube", "push the block onto the goal, then stop", "lift", "stack the cubes")
-# (projector, the policy's configured decoding): both graphs are checked on each export
-# (the last: a prefix-LM mask with position-embedded, instruction-FiLMed image tokens from a CoordConv tower,
-# and a pointer token)
-CASES = [("mlp", "autoregressive", "causal"), ("resampler", "parallel", "causal"),
-         ("pixel_shuffle", "parallel", "bidirectional")]
+# (projector, the policy's configured decoding): both graphs are checked on each export. "default" is the
+# shipped embedded default itself, VLAConfig() (CoordConv ResNet at 64 px, FiLM-conditioned, position-embedded
+# image tokens, the aux pointer head, parallel decoding of 4-step chunks).
+CASES = [("mlp", "autoregressive"), ("resampler", "parallel"), ("default", "parallel")]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{p}-{m}-{a}" for p, m, a in CASES])
+@pytest.fixture(scope="module", params=CASES, ids=[f"{p}-{m}" for p, m in CASES])
 def exported(request, tmp_path_factory):
     import deploy.export.onnx_export as ox
 
-    projector, mode, prefix_attention = request.param
-    extra = {"prefix_attention": prefix_attention, "visual_pos_embed": True, "film": True, "aux_state_dim": 6,
-             "aux_source": "visual", "pointer_token": True, "coord_channels": True} if prefix_attention != "causal" else {}
-    policy = make_policy(projector=projector, decoding=mode, **extra).eval()
-    if policy.film is not None:  # zero-initialised FiLM is the identity: give it weights that do something
-        with torch.no_grad():
+    projector, mode = request.param
+    if projector == "default":
+        assert VLAConfig().action.decoding == mode
+        policy = make_policy(VLAConfig(), instructions=INSTRUCTIONS).eval()
+        with torch.no_grad():  # zero-initialised FiLM is the identity: give it weights that do something
             policy.film.proj.weight.normal_(0.0, 0.5)
-            policy.aux_score.weight.normal_(0.0, 0.5)  # a pointer that is not uniform
+    else:
+        policy = make_policy(projector=projector, decoding=mode).eval()
     out = tmp_path_factory.mktemp(f"export-{projector}") / "export"
     mp = pytest.MonkeyPatch()
     if projector == "resampler":  # exercise external weight files on one export
         mp.setattr(ox, "EXTERNAL_DATA_THRESHOLD", 0)
     try:
-        ox.export_onnx(policy, out)
+        ox.export_onnx(policy, io_of(policy), out)
     finally:
         mp.undo()
     return policy, out
@@ -49,13 +47,14 @@ def _observations(n: int) -> list[dict]:
 
 @pytest.mark.parametrize("mode", ["autoregressive", "parallel"])
 def test_ort_matches_torch_on_100_observations(exported, mode):
-    from deploy.onnx_runtime import OnnxRuntime
+    from deploy.runtimes.onnx import OnnxRuntime
     from vla.model.decoding import decode_autoregressive, decode_parallel
 
     policy, out = exported
     rt = OnnxRuntime(out, mode=mode, providers=["CPUExecutionProvider"], threads=1)
-    inputs = policy.prepare_observations(_observations(100))  # prompts of different lengths: padding in play
-    ids, logits = rt.decode_ids(inputs, return_logits=True)  # [100, n], [100, n, A]
+    obs = _observations(100)  # prompts of different lengths: padding in play
+    inputs = prepare(policy, obs)
+    ids, logits = rt.decode_ids(io_of(policy).inputs(obs), return_logits=True)  # [100, n], [100, n, A]
     with torch.no_grad():
         if mode == "parallel":
             ref_ids = decode_parallel(policy, inputs)
@@ -71,15 +70,28 @@ def test_ort_matches_torch_on_100_observations(exported, mode):
 
 
 def test_predict_action_equals_policy(exported):
-    from deploy.onnx_runtime import OnnxRuntime
+    from deploy.runtimes.onnx import OnnxRuntime
 
     policy, out = exported
     rt = OnnxRuntime(out, threads=1)  # the policy's own decoding mode, batch 1 as the control loop runs it
     for obs in _observations(4):
         chunk = rt.predict_action(obs)
         assert chunk.shape == (policy.cfg.action.horizon, 7) and chunk.dtype == np.float32
-        np.testing.assert_allclose(chunk, policy.predict_action(obs), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(chunk, runtime(policy).predict_action(obs), rtol=0, atol=1e-6)
     assert set(rt.last_timings) == {"prepare_ms", "encoder_ms", "decode_ms", "postprocess_ms"}
+
+
+def test_export_leaves_the_policy_untouched(tmp_path):
+    """Exporting must not change the torch policy: the default's BatchNorm running statistics once moved when the
+    exporter restored its graph wrappers' training mode (then torch and the exported graph disagreed)."""
+    from deploy.export import export_onnx
+
+    policy = make_policy(VLAConfig(), instructions=INSTRUCTIONS).eval()
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    export_onnx(policy, io_of(policy), tmp_path / "x")
+    assert not policy.training and not any(m.training for m in policy.modules())
+    after = policy.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_manifest_describes_graphs_without_checkpoint(exported):
@@ -130,7 +142,7 @@ def test_opcheck_rejects_if_contrib_and_new_opsets():
 
 
 def test_runtime_refuses_bad_mode_and_missing_dir(exported, tmp_path):
-    from deploy.onnx_runtime import OnnxRuntime
+    from deploy.runtimes.onnx import OnnxRuntime
 
     _, out = exported
     with pytest.raises(ValueError, match="mode"):
@@ -143,7 +155,7 @@ def test_runtime_refuses_bad_mode_and_missing_dir(exported, tmp_path):
 
 def test_fast_tokens_export_autoregressive_only(tmp_path):
     from deploy.export import export_onnx
-    from deploy.onnx_runtime import OnnxRuntime
+    from deploy.runtimes.onnx import OnnxRuntime
     from vla.model.decoding import decode_autoregressive
 
     policy = make_policy(tokenizer="fast", horizon=4).eval()
@@ -151,28 +163,24 @@ def test_fast_tokens_export_autoregressive_only(tmp_path):
     t = np.linspace(0, 1, 4)[None, :, None]
     policy.action_tokenizer.fit(np.clip(rng.uniform(-0.5, 0.5, (64, 1, 7)) * t + rng.uniform(-0.3, 0.3, (64, 1, 7)),
                                         -1, 1))
-    m = export_onnx(policy, tmp_path / "fast")
+    m = export_onnx(policy, io_of(policy), tmp_path / "fast")
     assert "parallel" not in m["graphs"] and m["sequence"]["eos_id"] == policy.eos_id
     rt = OnnxRuntime(tmp_path / "fast", threads=1)
-    inputs = policy.prepare_observations(_observations(20))
+    obs = _observations(20)
     with torch.no_grad():
-        ref = decode_autoregressive(policy, inputs)
-    np.testing.assert_array_equal(rt.decode_ids(inputs), ref.numpy())
-    obs = make_obs(5)
-    np.testing.assert_allclose(rt.predict_action(obs), policy.predict_action(obs), rtol=0, atol=1e-6)  # NaN == NaN
+        ref = decode_autoregressive(policy, prepare(policy, obs))
+    np.testing.assert_array_equal(rt.decode_ids(io_of(policy).inputs(obs)), ref.numpy())
+    one = make_obs(5)
+    np.testing.assert_allclose(rt.predict_action(one), runtime(policy).predict_action(one), rtol=0, atol=1e-6)  # NaN == NaN
     with pytest.raises(ValueError, match="no parallel graph"):
         OnnxRuntime(tmp_path / "fast", mode="parallel")
 
 
 def test_bench_runtimes_reports_every_runtime(exported):
-    from deploy.export.bench import bench_runtimes
+    from deploy.bench import bench_runtimes
 
     policy, out = exported
-    if policy.cfg.prefix_attention != "causal":
-        with pytest.raises(ValueError, match="prefix_attention"):  # generate() cannot be the baseline here
-            bench_runtimes(policy, out, make_obs(0), iters=2, warmup=0, ort_threads=1)
-        return
-    r = bench_runtimes(policy, out, make_obs(0), iters=2, warmup=0, ort_threads=1)
+    r = bench_runtimes(policy, io_of(policy), out, make_obs(0), iters=2, warmup=0, ort_threads=1)
     assert {"hf_generate", "torch_kv_cache", "ort_autoregressive", "ort_parallel"} <= set(r["runtimes"])
     assert set(r["speedup_vs_generate"]) == set(r["runtimes"]) - {"hf_generate"}
     assert all(v["per_action_ms_p99"] >= v["per_action_ms_p50"] > 0 for v in r["runtimes"].values())

@@ -75,7 +75,7 @@ def test_build_config_validation():
 
 
 def test_mismatched_engines_are_refused_with_reason():
-    from deploy.tensorrt_runtime import check_engine_compatible
+    from deploy.runtimes.tensorrt import check_engine_compatible
 
     m = {"tensorrt": {"flavor": "tensorrt", "version": "10.3.0", "gpu": "Orin (sm_87)"}}
     check_engine_compatible(m, "tensorrt", "10.3.0", "Orin (sm_87)")
@@ -104,8 +104,8 @@ def test_tensorrt_runtime_matches_onnx_runtime(engine_dir, onnx_dir):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU: TensorRT engines need one to execute")
-    from deploy.onnx_runtime import OnnxRuntime
-    from deploy.tensorrt_runtime import TensorRTRuntime
+    from deploy.runtimes.onnx import OnnxRuntime
+    from deploy.runtimes.tensorrt import TensorRTRuntime
 
     for mode in ("parallel", "autoregressive"):
         trt_rt, ort_rt = TensorRTRuntime(engine_dir, mode=mode), OnnxRuntime(onnx_dir, mode=mode)

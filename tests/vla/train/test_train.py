@@ -19,7 +19,7 @@ from vla.train import AugmentConfig, LoraSettings, TrainConfig, train
 def _cfg(**kw) -> TrainConfig:
     base = dict(model=debug_config(decoding="autoregressive").to_dict(), max_steps=200, batch_size=16, lr=3e-3,
                 warmup_steps=10, val_fraction=0.0, val_every=1000, val_batches=2, log_every=20, save_every=1000,
-                augment=AugmentConfig(enabled=False))
+                augment=None)
     base.update(kw)
     return TrainConfig(**base)
 

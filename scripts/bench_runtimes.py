@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.export import export_onnx  # noqa: E402
 from deploy.bench import bench_runtimes  # noqa: E402
+from deploy.export import export_onnx  # noqa: E402
 from vla.io import atomic_write_json  # noqa: E402
 from vla.model import VLAConfig, VLAPolicy  # noqa: E402
 from vla.model.benchmark import random_weight_policy  # noqa: E402

@@ -72,25 +72,29 @@ def test_executor_matches_recording(recorded, mode, k):
     assert np.array_equal(np.stack(rows), data[f"executor_{mode}"])
 
 
+class Recorder:
+    """The eval runner, with every action it sends kept."""
+
+    def __init__(self, runner):
+        self.runner, self.steps = runner, []
+
+    def reset(self):
+        self.runner.reset()
+
+    def __call__(self, o):
+        a = self.runner(o)
+        self.steps.append(a.copy())
+        return a
+
+
 def test_eval_path_matches_recording(recorded):
     import sim
     from vla.evaluation import ChunkedPolicy, evaluate
 
     data, meta, _ = recorded
     for task in ("ReachCube", "PickCube"):
-        steps = []
-        runner = ChunkedPolicy(make_runtime("torch", FIX / "checkpoint"))
-
-        class Recorder:
-            def reset(self):
-                runner.reset()
-
-            def __call__(self, o):
-                a = runner(o)
-                steps.append(a.copy())
-                return a
-
-        rep = evaluate(Recorder(), lambda t=task: sim.make(t, image_size=64), episodes=2, seed=10000)
+        rec = Recorder(ChunkedPolicy(make_runtime("torch", FIX / "checkpoint")))
+        rep = evaluate(rec, lambda t=task: sim.make(t, image_size=64), episodes=2, seed=10000)
         assert [r["success"] for r in rep["per_episode"]] == meta["episodes"][task]["success"]
         assert [r["length"] for r in rep["per_episode"]] == meta["episodes"][task]["length"]
-        assert np.array_equal(np.stack(steps), data[f"eval_{task}_actions"]), task
+        assert np.array_equal(np.stack(rec.steps), data[f"eval_{task}_actions"]), task

@@ -7,7 +7,7 @@
 
 Served to `VLAPolicy.from_pretrained` (weights), `PolicyIO.load` (transforms) and the export manifest, so a
 checkpoint is parsed in one place. Checkpoints of format `vla-policy/1` (before the config redesign) are
-migrated on read (`vla.model.config.migrate_v1`).
+migrated on read (`vla.config.migrate_v1`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vla.model.config import CONFIG_FORMAT, VLAConfig, migrate_v1
+from vla.config import CONFIG_FORMAT, VLAConfig, migrate_v1
 
 OLD_FORMATS = {"vla-policy/1": migrate_v1}
 

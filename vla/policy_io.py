@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from vla.config import VLAConfig
 from vla.meta import CheckpointMeta, read_meta
-from vla.model.config import VLAConfig
-from vla.model.text import TextTokenizer
 from vla.normalization import Normalizer, load_norm_stats
+from vla.text import TextTokenizer
 from vla.tokenizers import BinActionTokenizer, FastActionTokenizer, tokenizer_from_config
 
 STATE_KEY = "observation.state"

@@ -10,7 +10,7 @@ deploy/onnx_runtime.py and deploy/tensorrt_runtime.py.
 """
 
 from deploy.export.onnx_export import export_onnx
-from deploy.manifest import MANIFEST_FORMAT, load_manifest
 from deploy.export.opcheck import check_export_dir, check_graph
+from deploy.manifest import MANIFEST_FORMAT, load_manifest
 
 __all__ = ["MANIFEST_FORMAT", "check_export_dir", "check_graph", "export_onnx", "load_manifest"]

@@ -28,6 +28,7 @@ import torch
 from deploy.export.graphs import build_graphs
 from deploy.manifest import MANIFEST_FORMAT, load_manifest
 from vla.model.policy import VLAPolicy
+from vla.model.sequence import example_batch
 from vla.policy_io import PolicyIO
 
 __all__ = ["MANIFEST_FORMAT", "OPSET", "export_onnx", "load_manifest"]
@@ -54,7 +55,7 @@ def _batch_axis(name: str) -> int:
 
 def _example_args(policy: Any, graphs: dict[str, torch.nn.Module], batch: int) -> dict[str, tuple]:
     """Trace inputs for every graph, chained through the torch graphs themselves (batch > 1 so nothing bakes B)."""
-    ex = policy.cfg.example_batch(batch_size=batch, text_vocab=policy.text_vocab_size)
+    ex = example_batch(policy.cfg, batch_size=batch, text_vocab=policy.text_vocab_size)
     enc = (ex["pixel_values"], ex["prompt_ids"], ex["prompt_mask"]) + ((ex["state"],) if policy.cfg.use_state else ())
     prefix, valid = graphs["encoder"](*enc)
     args = {"encoder": enc, "parallel": (prefix, valid), "prefill": (prefix, valid)}

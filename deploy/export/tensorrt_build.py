@@ -20,7 +20,6 @@ typed and takes precision from the graph, so fp16/int8 there are refused with th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path

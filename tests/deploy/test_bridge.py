@@ -10,8 +10,8 @@ import pytest
 from deploy.bridge import BridgeClient, BridgeError, BridgeTimeout
 from deploy.control import ControlConfig, ControlLoop
 from deploy.robot import KinematicRobot, goal_expert
-from vla.runtime import PolicyRuntime
 from deploy.safety import SafetyConfig
+from vla.runtime import PolicyRuntime
 
 STEP = np.array([0.01, 0, 0, 0, 0, 0, -1.0])
 

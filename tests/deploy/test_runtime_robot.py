@@ -39,7 +39,7 @@ def test_policy_runtime_shapes_and_reset():
 def test_torch_runtime_execute_steps_comes_from_the_policy_config():
     from types import SimpleNamespace
 
-    from vla.model.config import ActionConfig
+    from vla.config import ActionConfig
 
     model = SimpleNamespace(cfg=SimpleNamespace(action=ActionConfig(horizon=4, execute_steps=2)))
     assert TorchRuntime(model).execute_steps == 2
@@ -95,8 +95,8 @@ def test_torch_runtime_checkpoint_runs_episode_to_horizon(make_bridge, tmp_path)
     from deploy.control import ControlConfig, ControlLoop
     from deploy.robot import SimRobot
     from tests.vla.train.helpers import write_synthetic_dataset
-    from vla.model.config import debug_config
-    from vla.train import AugmentConfig, TrainConfig, train
+    from vla.config import debug_config
+    from vla.train import TrainConfig, train
 
     torch.manual_seed(0)
     data = write_synthetic_dataset(tmp_path / "demos", episodes=2, length=6)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla.chunking import RecedingHorizon, TemporalEnsemble, make_executor
 from deploy.safety import SafetyConfig, SafetyFilter, Watchdog
+from vla.chunking import RecedingHorizon, TemporalEnsemble, make_executor
 
 HOME = np.array([0.45, 0.0, 0.3])
 

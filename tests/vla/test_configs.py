@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vla.model import VLAConfig, VLAPolicy
+from vla.model.sequence import example_batch
 from vla.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2] / "configs"
@@ -22,7 +23,7 @@ def test_model_configs_build_and_run(path: Path) -> None:
     cfg = VLAConfig.from_yaml(path)
     torch.manual_seed(0)
     policy = VLAPolicy.from_config(cfg, instructions=["reach the red cube"]).eval()
-    b = cfg.example_batch(1, text_vocab=policy.text_vocab_size)
+    b = example_batch(cfg, 1, text_vocab=policy.text_vocab_size)
     with torch.no_grad():
         logits = policy.forward(**b)
     assert logits.shape == (1, policy.num_action_tokens, policy.vocab_size)

@@ -43,7 +43,7 @@ class FakeVLA:
     def __init__(self, horizon: int = 3, bad: int | None = None, execute_steps: int | None = None) -> None:
         from types import SimpleNamespace
 
-        from vla.model.config import ActionConfig
+        from vla.config import ActionConfig
 
         action = ActionConfig(horizon=horizon, decoding="parallel", execute_steps=execute_steps)
         self.cfg = SimpleNamespace(action=action)

@@ -4,10 +4,10 @@
     rt = TorchRuntime.from_checkpoint("runs/x/checkpoint")
     chunk = rt.predict_action(obs)          # [H, 7] robot units
 
-Modules: `config` (dataclasses, example_batch; torch-free), `text` (text tokenizer; torch-free), `vision`,
-`projectors` (registry), `film`, `sequence` (attention masks, position ids), `policy` (VLAPolicy: embed /
+Modules: `vision`, `projectors` (registry), `film`, `sequence` (attention masks, position ids,
+example_batch), `policy` (VLAPolicy: embed /
 forward / loss / save / load), `decoding` (greedy KV loop, parallel), `lm` (LM family table), `runtime`
-(TorchRuntime). The names below are imported lazily, so `import vla.model.config` needs no torch.
+(TorchRuntime). The names below are imported lazily, so `import vla.config` needs no torch.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "OPENVLA_PROMPT": "vla.model.config", "ActionConfig": "vla.model.config", "LMConfig": "vla.model.config",
-    "ProjectorConfig": "vla.model.config", "TextConfig": "vla.model.config", "VisionConfig": "vla.model.config",
-    "VLAConfig": "vla.model.config", "AuxConfig": "vla.model.config", "FiLMConfig": "vla.model.config",
-    "FastConfig": "vla.model.config",
+    "OPENVLA_PROMPT": "vla.config", "ActionConfig": "vla.config", "LMConfig": "vla.config",
+    "ProjectorConfig": "vla.config", "TextConfig": "vla.config", "VisionConfig": "vla.config",
+    "VLAConfig": "vla.config", "AuxConfig": "vla.config", "FiLMConfig": "vla.config",
+    "FastConfig": "vla.config",
     "VLAPolicy": "vla.model.policy", "TorchRuntime": "vla.model.runtime",
     "PROJECTORS": "vla.model.projectors", "build_projector": "vla.model.projectors",
 }

@@ -8,7 +8,7 @@ observations is `vla.model.runtime.TorchRuntime`; decoding is `vla.model.decodin
     loss, stats = policy.compute_loss(batch)
     policy.save_pretrained("runs/x/checkpoint", io); VLAPolicy.from_pretrained("runs/x/checkpoint")
 
-Sequence (static layout, see `vla.model.config`):
+Sequence (static layout, see `vla.config`):
     [visual: C * K][prompt: T, left-padded][state: 0/1][action slots: n]
 - autoregressive: the slots hold the previous action tokens (teacher forcing); the logits at the position
   before each slot predict it; decoding runs a KV-cached loop (`vla.model.decoding`).
@@ -28,16 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla.config import VLAConfig
 from vla.io import atomic_directory
 from vla.meta import check_safetensors, read_meta, write_meta
-from vla.model.config import VLAConfig
 from vla.model.film import InstructionFiLM
 from vla.model.projectors import build_projector
 from vla.model.sequence import attention_mask_4d, position_ids
-from vla.model.text import TextTokenizer
 from vla.model.vision import VisionTower
 from vla.normalization import Normalizer, save_norm_stats
 from vla.policy_io import PolicyIO, build_action_tokenizer, build_prompt
+from vla.text import TextTokenizer
 
 
 def _build_lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
@@ -92,7 +92,7 @@ class VLAPolicy(nn.Module):
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.use_state else None
         n_vis = len(cfg.cameras) * self.projector.num_tokens
         self.visual_pos = nn.Parameter(torch.randn(n_vis, d) * 0.02) if cfg.visual_pos_embed else None  # [C*K, D]
-        # training-only auxiliary head on a soft pointer over the image tokens (vla.model.config.AuxConfig)
+        # training-only auxiliary head on a soft pointer over the image tokens (vla.config.AuxConfig)
         self.aux_head = nn.Linear(d, cfg.aux.state_dim) if cfg.aux else None
         self.aux_score = nn.Linear(d, 1) if cfg.aux else None  # one pointer score per image token
         # film: the instruction scales and shifts the vision features (vla.model.film; identity at init)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vla.model.config import VisionConfig
+from vla.config import VisionConfig
 
 COORD_CHANNELS = 2  # VisionConfig.coord_channels: x and y
 

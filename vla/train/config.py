@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla.config import VLAConfig
 from vla.configs import load_yaml, resolve
-from vla.model.config import VLAConfig
 
 
 def _err(name: str, value: Any, why: str) -> ValueError:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.vla.model.conftest import io_of, make_obs, make_policy, prepare, runtime
-from vla.model.config import VLAConfig
+from vla.config import VLAConfig
 
 INSTRUCTIONS = ("pick up the red cube", "push the block onto the goal, then stop", "lift", "stack the cubes")
 # (projector, the policy's configured decoding): both graphs are checked on each export. "default" is the

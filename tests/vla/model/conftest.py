@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla.model.config import debug_config
+from vla.config import debug_config
 from vla.model.decoding import to_tensors
 from vla.model.policy import VLAPolicy
 from vla.model.runtime import TorchRuntime

@@ -21,8 +21,8 @@ from tests.vla.model.conftest import (
     runtime,
     targets,
 )
+from vla.config import VisionConfig, debug_config
 from vla.model import VLAPolicy
-from vla.model.config import VisionConfig, debug_config
 from vla.model.vision import VisionTower, coord_grid
 
 # 32x32 input: ResNet stem /4 -> 8x8, second stage /2 -> 4x4. (ConvNeXt, {"patch_size": 4,

@@ -16,8 +16,8 @@ from tests.vla.model.conftest import (
     make_policy,
     prepare,
 )
+from vla.config import AuxConfig, FiLMConfig, VLAConfig, debug_config
 from vla.greedy import greedy
-from vla.model.config import AuxConfig, FiLMConfig, VLAConfig, debug_config
 from vla.model.decoding import decode_autoregressive, generate_baseline, layer_loop_unsupported
 from vla.model.policy import VLAPolicy
 

@@ -15,7 +15,7 @@ from tests.vla.model.conftest import (
     prepare,
     runtime,
 )
-from vla.model.config import (
+from vla.config import (
     ActionConfig,
     AuxConfig,
     FastConfig,
@@ -28,6 +28,7 @@ from vla.model.config import (
 )
 from vla.model.policy import VLAPolicy
 from vla.model.runtime import TorchRuntime
+from vla.model.sequence import example_batch
 from vla.policy_io import PolicyIO
 
 
@@ -73,7 +74,7 @@ def test_invalid_configs_name_the_field(bad, match: str) -> None:
 
 
 def test_example_batch_runs_forward_in_both_modes(ar_policy) -> None:
-    batch = ar_policy.cfg.example_batch(batch_size=3, text_vocab=ar_policy.text_vocab_size)
+    batch = example_batch(ar_policy.cfg, batch_size=3, text_vocab=ar_policy.text_vocab_size)
     assert batch["pixel_values"].shape == (3, 2, 3, 32, 32)
     n = ar_policy.num_action_tokens
     logits = ar_policy(**batch, mode="parallel")
@@ -154,7 +155,7 @@ def test_missing_inputs_are_explicit_errors(ar_policy) -> None:
         ar_policy.make_io({})
     with pytest.raises(ValueError, match="observation.state"):
         ar_policy.make_io({"action": io_of(ar_policy).normalizers["action"]})
-    batch = ar_policy.cfg.example_batch(2)  # no env_state: a policy with an aux head refuses, never drops the loss
+    batch = example_batch(ar_policy.cfg, 2)  # no env_state: a policy with an aux head refuses, never drops the loss
     aux = make_policy(aux=AuxConfig(state_dim=6))
     n = aux.num_action_tokens
     with pytest.raises(ValueError, match="env_state"):
@@ -194,7 +195,7 @@ def test_visual_position_embedding_distinguishes_token_order() -> None:
     round-trips through save/load and the config."""
     policy = make_policy(projector="mlp", decoding="parallel", visual_pos_embed=True)
     assert policy.visual_pos is not None and policy.visual_pos.shape == (policy.num_visual_tokens, policy.hidden_size)
-    b = policy.cfg.example_batch(1)
+    b = example_batch(policy.cfg, 1)
     prefix, _ = policy.embed_prefix(b["pixel_values"], b["prompt_ids"], b["prompt_mask"], b["state"])
     with torch.no_grad():
         policy.visual_pos.zero_()

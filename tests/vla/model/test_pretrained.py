@@ -14,9 +14,9 @@ from tests.vla.model.conftest import (
     make_policy,
     runtime,
 )
+from vla.config import LMConfig, TextConfig, VisionConfig, debug_config
 from vla.model import VLAConfig, VLAPolicy
-from vla.model.config import LMConfig, TextConfig, VisionConfig, debug_config
-from vla.model.text import TextTokenizer
+from vla.text import TextTokenizer
 
 
 @pytest.fixture(scope="module")

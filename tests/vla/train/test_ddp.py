@@ -11,7 +11,7 @@ import sys
 import yaml
 
 from tests.vla.train.helpers import write_synthetic_dataset
-from vla.model.config import debug_config
+from vla.config import debug_config
 
 
 def _free_port() -> int:

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from tests.vla.train.helpers import write_synthetic_dataset
+from vla.config import debug_config
 from vla.data import LeRobotDataset
 from vla.model import VLAPolicy
-from vla.model.config import debug_config
 from vla.train import AugmentConfig, LoraSettings, TrainConfig, train
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from vla.model.config import ProjectorConfig
+from vla.config import ProjectorConfig
 from vla.model.projectors.linear import LinearProjector
 from vla.model.projectors.mlp import MLPProjector
 from vla.model.projectors.pixel_shuffle import PixelShuffleProjector

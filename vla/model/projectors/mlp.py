@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vla.model.config import ProjectorConfig
+from vla.config import ProjectorConfig
 
 
 class MLPProjector(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vla.model.config import OPENVLA_PROMPT
+from vla.config import OPENVLA_PROMPT
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0..3 in the embedded tokenizer
 

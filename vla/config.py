@@ -2,7 +2,7 @@
 
     cfg = VLAConfig()                                   # the embedded default (= the named config "tiny")
     cfg = VLAConfig.load("tiny_resampler")              # a named config shipped in vla/configs/model/, or a path
-    batch = cfg.example_batch(batch_size=2)             # tensors for tests / ONNX tracing
+    batch = example_batch(cfg, batch_size=2)            # vla.model.sequence: tensors for tests / ONNX tracing
     cfg.to_dict(); VLAConfig.from_dict(d)               # JSON-safe; saved in the checkpoint's config.json
 
 The dataclass defaults *are* the shipped embedded default. Optional parts are sub-configs that exist or
@@ -320,28 +320,6 @@ class VLAConfig:
 
     def replace(self, **changes: Any) -> VLAConfig:
         return dataclasses.replace(self, **changes)
-
-    # ---- dummy input ----------------------------------------------------------------------
-
-    def example_batch(self, batch_size: int = 2, text_vocab: int = 256, seed: int = 0) -> dict[str, Any]:
-        """Random tensors with the shapes `VLAPolicy.forward` takes (tests, ONNX tracing, TRT profiles).
-
-        Prompts get a different amount of left padding per row so masks are exercised.
-        """
-        import torch
-
-        g = torch.Generator().manual_seed(seed)
-        b, c, s, t = batch_size, len(self.cameras), self.vision.image_size, self.text.prompt_len
-        pixel_values = torch.rand(b, c, 3, s, s, generator=g) * 2 - 1  # [B, C, 3, S, S] normalized
-        prompt_ids = torch.randint(4, text_vocab, (b, t), generator=g)  # [B, T]
-        prompt_mask = torch.ones(b, t, dtype=torch.bool)  # [B, T]
-        for i in range(b):
-            prompt_mask[i, : min(i, t - 1)] = False  # row i has i pad tokens on the left
-        out = {"pixel_values": pixel_values, "prompt_ids": prompt_ids, "prompt_mask": prompt_mask}
-        if self.use_state:
-            out["state"] = torch.rand(b, self.state_dim, generator=g) * 2 - 1  # [B, S_dim] normalized
-        return out
-
 
 
 def _sub(key: str, cls: type, v: Any) -> Any:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from vla.evaluation import ChunkedPolicy, evaluate, wilson_interval
+from vla.policy_io import ActionChunk
+from vla.runtime import Runtime
 
 
 class FakeEnv:
@@ -37,27 +39,26 @@ class FakeEnv:
         self.closed = True
 
 
-class FakeVLA:
-    """Stands in for VLAPolicy: chunks [H, 7] whose first column counts calls; NaN on call `bad`."""
+class FakeVLA(Runtime):
+    """A runtime (vla.runtime.Runtime): chunks [H, 7] whose first column counts calls; invalid on call `bad`."""
 
     def __init__(self, horizon: int = 3, bad: int | None = None, execute_steps: int | None = None) -> None:
-        from types import SimpleNamespace
+        super().__init__()
+        self.horizon, self.execute_steps = horizon, execute_steps
+        self.calls, self.bad, self.resets = 0, bad, 0
 
-        from vla.config import ActionConfig
-
-        action = ActionConfig(horizon=horizon, decoding="parallel", execute_steps=execute_steps)
-        self.cfg = SimpleNamespace(action=action)
-        self.calls, self.bad = 0, bad
-
-    def predict_action(self, obs, mode=None):
+    def infer_batch(self, observations) -> ActionChunk:
         self.calls += 1
-        chunk = np.zeros((self.cfg.action.horizon, 7), np.float32)
-        chunk[:, 0] = self.calls
-        chunk[:, 1] = np.arange(self.cfg.action.horizon)
-        chunk[:, 6] = 1.0
-        if self.calls == self.bad:
-            chunk[:] = np.nan
-        return chunk
+        chunk = np.zeros((1, self.horizon, 7), np.float32)
+        chunk[..., 0] = self.calls
+        chunk[..., 1] = np.arange(self.horizon)
+        chunk[..., 6] = 1.0
+        valid = np.array([self.calls != self.bad])
+        chunk[~valid] = np.nan
+        return ActionChunk(chunk, valid)
+
+    def reset(self) -> None:
+        self.resets += 1
 
 
 def test_wilson_interval_known_values() -> None:
@@ -76,26 +77,36 @@ def test_chunks_execute_open_loop_then_replan() -> None:
     assert [a[0] for a in acts] == [1, 1, 2, 2, 3]  # replans every 2 steps
     assert [a[1] for a in acts] == [0, 1, 0, 1, 0]  # executes the chunk's first 2 actions in order
     assert len(runner.inference_ms) == 3 and len(runner.step_ms) == 5
+    with pytest.raises(ValueError, match="execute_steps=4 > the policy's chunk of 3"):
+        ChunkedPolicy(FakeVLA(horizon=3), execute_steps=4)({})
     with pytest.raises(ValueError, match="execute_steps"):
-        ChunkedPolicy(vla, execute_steps=4)
+        ChunkedPolicy(vla, execute_steps=0)
 
 
 def test_execute_steps_default_comes_from_the_checkpoint_config() -> None:
     runner = ChunkedPolicy(FakeVLA(horizon=4, execute_steps=3))
     assert runner.execute_steps == 3
     assert [runner({})[0] for _ in range(7)] == [1, 1, 1, 2, 2, 2, 3]
-    assert ChunkedPolicy(FakeVLA(horizon=4)).execute_steps == 4  # unset: the whole chunk, open loop
+    whole = ChunkedPolicy(FakeVLA(horizon=4))  # unset: the whole chunk, open loop
+    assert whole.execute_steps is None and [whole({})[0] for _ in range(5)] == [1, 1, 1, 1, 2]
     assert ChunkedPolicy(FakeVLA(horizon=4, execute_steps=3), execute_steps=1).execute_steps == 1  # explicit wins
-    with pytest.raises(ValueError, match=r"execute_steps=5: must be in \[1, horizon=4\]"):
-        FakeVLA(horizon=4, execute_steps=5)
 
 
 def test_undecodable_chunk_holds_still_and_is_counted() -> None:
     runner = ChunkedPolicy(FakeVLA(horizon=2, bad=2))
     acts = [runner({}) for _ in range(4)]
     assert np.all(np.isfinite(acts))
-    np.testing.assert_array_equal(acts[2], [0, 0, 0, 0, 0, 0, 1.0])  # zero motion, gripper kept closed
-    assert runner.invalid_chunks == 1
+    np.testing.assert_array_equal(acts[2], [0, 0, 0, 0, 0, 0, 1.0])  # no plan covers t=2: zero motion, gripper kept
+    assert acts[3][0] == 3  # asked again at the next step
+    assert runner.total_invalid_chunks == 1
+
+
+def test_undecodable_chunk_keeps_the_previous_plan_where_it_still_covers() -> None:
+    """vla.chunking's one rule: an invalid chunk is never executed; the old plan runs on while it covers t."""
+    runner = ChunkedPolicy(FakeVLA(horizon=3, bad=2), execute_steps=2)
+    acts = [runner({}) for _ in range(4)]
+    assert [(a[0], a[1]) for a in acts] == [(1, 0), (1, 1), (1, 2), (3, 0)]  # t=2: chunk 1's third action
+    assert runner.total_invalid_chunks == 1
 
 
 def test_report_counts_successes_and_writes_video(tmp_path) -> None:
@@ -127,10 +138,11 @@ def test_vla_eval_cli_runs_in_the_sim(tmp_path) -> None:
     """End to end through `vla eval` on a real MuJoCo task with an untrained tiny policy."""
     import argparse
 
-    from tests.vla.model.conftest import make_policy
+    from tests.vla.model.conftest import io_of, make_policy
     from vla.cli import eval as eval_cli
 
-    make_policy(decoding="parallel").save_pretrained(tmp_path / "ckpt")
+    policy = make_policy(decoding="parallel")
+    policy.save_pretrained(tmp_path / "ckpt", io_of(policy))
     parser = argparse.ArgumentParser()
     eval_cli.register(parser.add_subparsers())
     args = parser.parse_args(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--task", "ReachCube", "--episodes", "2",

@@ -7,25 +7,23 @@ import json
 import numpy as np
 import pytest
 
-from tests.vla.model.conftest import make_obs, make_policy
+from tests.vla.model.conftest import io_of, make_obs, make_policy
 
 
 def _trt_or_skip():
-    from deploy.export.tensorrt_build import import_tensorrt
+    """The TensorRT builder is a required part of the `deploy` extra (tensorrt-rtx here): never skipped."""
+    from deploy.trt import import_tensorrt
 
-    try:
-        return import_tensorrt()
-    except ImportError as e:
-        pytest.skip(str(e))
+    return import_tensorrt()
 
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory):
-    pytest.importorskip("onnxruntime")
     from deploy.export import export_onnx
 
     out = tmp_path_factory.mktemp("trt") / "onnx"
-    export_onnx(make_policy(projector="pixel_shuffle", decoding="parallel").eval(), out, max_batch=4)
+    policy = make_policy(projector="pixel_shuffle", decoding="parallel").eval()
+    export_onnx(policy, io_of(policy), out, max_batch=4)
     return out
 
 
@@ -70,8 +68,20 @@ def test_build_config_validation():
 
     with pytest.raises(ValueError, match="precision"):
         EngineBuildConfig(precision="bf8")
-    with pytest.raises(ValueError, match="calib_dataset"):
-        EngineBuildConfig(precision="int8")
+    with pytest.raises(ValueError, match="workspace_mb"):
+        EngineBuildConfig(workspace_mb=1)
+
+
+def test_int8_needs_calibration_feeds_from_the_caller(onnx_dir, tmp_path):
+    """The builder never runs a runtime: int8 without feeds is refused (on a GPU-less box: first for the GPU)."""
+    from deploy.export.tensorrt_build import EngineBuildConfig, build_engines
+    from deploy.trt import gpu_description
+
+    _, flavor = _trt_or_skip()
+    want = "strongly typed" if flavor == "tensorrt_rtx" else ("needs a GPU|none is present" if gpu_description() == "none"
+                                                            else "calibration feeds")
+    with pytest.raises(ValueError, match=want):
+        build_engines(onnx_dir, tmp_path / "e", EngineBuildConfig(precision="int8"))
 
 
 def test_mismatched_engines_are_refused_with_reason():
@@ -88,9 +98,10 @@ def test_mismatched_engines_are_refused_with_reason():
 
 
 def test_calibration_feeds_match_graph_inputs(onnx_dir):
-    from deploy.export.tensorrt_build import calibration_feeds
+    from deploy.runtimes.calibration import calibration_feeds
+    from deploy.runtimes.onnx import OnnxRuntime
 
-    feeds = calibration_feeds(onnx_dir, [make_obs(0), make_obs(1)])
+    feeds = calibration_feeds(OnnxRuntime(onnx_dir, providers=["CPUExecutionProvider"]), [make_obs(0), make_obs(1)])
     m = json.loads((onnx_dir / "manifest.json").read_text())
     for graph, batches in feeds.items():
         assert len(batches) == 2
@@ -101,7 +112,8 @@ def test_calibration_feeds_match_graph_inputs(onnx_dir):
 
 @pytest.mark.gpu
 def test_tensorrt_runtime_matches_onnx_runtime(engine_dir, onnx_dir):
-    torch = pytest.importorskip("torch")
+    import torch
+
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU: TensorRT engines need one to execute")
     from deploy.runtimes.onnx import OnnxRuntime
@@ -110,7 +122,7 @@ def test_tensorrt_runtime_matches_onnx_runtime(engine_dir, onnx_dir):
     for mode in ("parallel", "autoregressive"):
         trt_rt, ort_rt = TensorRTRuntime(engine_dir, mode=mode), OnnxRuntime(onnx_dir, mode=mode)
         for s in range(20):
-            inputs = ort_rt.io.prepare_observations([make_obs(s)])
+            inputs = ort_rt.io.inputs([make_obs(s)])
             a_ids, a_logits = trt_rt.decode_ids(inputs, return_logits=True)
             b_ids, b_logits = ort_rt.decode_ids(inputs, return_logits=True)
             np.testing.assert_array_equal(a_ids, b_ids)

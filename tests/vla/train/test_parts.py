@@ -11,15 +11,13 @@ from vla.train.metrics import lr_lambda
 from vla.train.state import load_train_state, save_train_state
 
 
-def test_augmentation_is_seeded_bounded_and_off_means_identity() -> None:
+def test_augmentation_is_seeded_and_bounded() -> None:
     imgs = torch.randint(0, 256, (2, 2, 16, 16, 3), dtype=torch.uint8)
     a = augment_images(imgs, AugmentConfig(), torch.Generator().manual_seed(0))
     b = augment_images(imgs, AugmentConfig(), torch.Generator().manual_seed(0))
     c = augment_images(imgs, AugmentConfig(), torch.Generator().manual_seed(1))
     assert a.shape == (2, 2, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1
-    off = augment_images(imgs, None, torch.Generator())
-    torch.testing.assert_close(off, imgs.permute(0, 1, 4, 2, 3).float() / 255)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
@@ -29,10 +27,29 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
     assert lr_lambda(100, 10, 100, 0.1) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("field, value", [("max_steps", 0), ("precision", "fp8"), ("val_fraction", 1.0), ("lr", 0)])
+@pytest.mark.parametrize("field, value", [("max_steps", 0), ("precision", "fp8"), ("val_fraction", 1.0), ("lr", 0),
+                                          ("augment", {"shift": 0.1}), ("bin_sigma", -1.0)])
 def test_invalid_train_config_names_the_field(field: str, value) -> None:
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**{field: value})
+
+
+def test_train_defaults_are_the_shipped_recipe_and_couplings_are_checked() -> None:
+    from vla.config import ActionConfig, debug_config
+    from vla.train.config import StartOversample
+
+    assert TrainConfig() == TrainConfig.load("tiny")
+    with pytest.raises(ValueError, match="StartOversample.steps"):
+        StartOversample(steps=0)
+    fast = debug_config(tokenizer="fast").replace(action=ActionConfig(tokenizer="fast", decoding="autoregressive"))
+    with pytest.raises(ValueError, match="TrainConfig.bin_sigma.*bins tokenizer"):  # FAST tokens are not ordered
+        TrainConfig(model=fast.to_dict(), bin_sigma=2.0).model_config()
+    assert TrainConfig(model=fast.to_dict(), bin_sigma=0.0).model_config().action.tokenizer == "fast"
+    # dotted overrides reach into the model config (train on teleop data without the privileged aux head)
+    cfg = TrainConfig.load("tiny", {"model.aux": None, "model.action.execute_steps": 4}).model_config()
+    assert cfg.aux is None and cfg.action.execute_steps == 4 and cfg.film is not None
+    with pytest.raises(ValueError, match="TrainConfig: unknown keys"):
+        TrainConfig.load("tiny", {"start_until": 5})  # a removed experiment
 
 
 def test_unknown_yaml_keys_are_rejected(tmp_path) -> None:
@@ -80,8 +97,8 @@ def test_several_datasets_concatenate_without_crossing_episodes(tmp_path) -> Non
         load_frames([a, tmp_path / "missing"], ("agentview", "wrist"), image_size=8)
 
 
-def test_start_until_switches_to_uniform_sampling() -> None:
-    """pick_frames: weighted draws before start_until (here: only the start frames), uniform from then on."""
+def test_pick_frames_draws_with_the_weights() -> None:
+    """pick_frames: draws follow the weights (here: only the start frames); None = uniform; replacement only if short."""
     import numpy as np
 
     from vla.train.data import pick_frames
@@ -89,26 +106,28 @@ def test_start_until_switches_to_uniform_sampling() -> None:
     idx = np.arange(10)
     w = np.where(idx < 2, 0.5, 0.0)  # all the mass on frames 0 and 1
     for step in range(5):
-        assert set(pick_frames(np.random.default_rng(step), idx, 64, w, step, start_until=5)) <= {0, 1}
-    late = np.concatenate([pick_frames(np.random.default_rng(s), idx, 64, w, s, start_until=5) for s in range(5, 8)])
-    assert len(set(late)) == 10  # uniform: every frame is drawn
-    assert set(pick_frames(np.random.default_rng(0), idx, 64, w, 10**6, start_until=0)) <= {0, 1}  # 0 = whole run
-    assert len(pick_frames(np.random.default_rng(0), idx[:3], 8, None, 0)) == 8  # too few: with replacement
+        assert set(pick_frames(np.random.default_rng(step), idx, 64, w)) <= {0, 1}
+    uniform = np.concatenate([pick_frames(np.random.default_rng(s), idx, 8, None) for s in range(5)])
+    assert len(set(uniform)) == 10  # uniform: every frame is drawn
+    assert len(set(pick_frames(np.random.default_rng(0), idx, 10, None))) == 10  # enough frames: no replacement
+    assert len(pick_frames(np.random.default_rng(0), idx[:3], 8, None)) == 8  # too few: with replacement
 
 
 def test_start_of_episode_sampling_weights() -> None:
-    """Frames with position-in-episode < start_steps get start_weight x the probability; episodes of any length."""
+    """Frames with position-in-episode < steps get weight x the probability; episodes of any length."""
     import numpy as np
     import torch
 
+    from vla.train.config import StartOversample
     from vla.train.data import Frames, sampling_weights
 
     episode = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])  # lengths 4, 3, 5
     n = len(episode)
     f = Frames(torch.zeros(n, 1, 2, 2, 3, dtype=torch.uint8), np.zeros((n, 0), np.float32), np.zeros((n, 7), np.float32),
                np.zeros(n, np.int64), ["t"], episode, np.zeros(n, np.int64))
-    assert sampling_weights(f, np.arange(n), 2, 1.0) is None and sampling_weights(f, np.arange(n), 0, 3.0) is None
+    assert sampling_weights(f, np.arange(n), StartOversample(2, 1.0)) is None
+    assert sampling_weights(f, np.arange(n), None) is None
     idx = np.array([0, 1, 2, 3, 5, 6, 7, 8, 9, 11])  # a training subset: frame 4 (episode 1's first) held out
-    p = sampling_weights(f, idx, 2, 3.0)
+    p = sampling_weights(f, idx, StartOversample(2, 3.0))
     early = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 0], bool)  # positions 0,1,2,3 | 1,2 | 0,1,2,4
     np.testing.assert_allclose(p, np.where(early, 3.0, 1.0) / (3.0 * early.sum() + (~early).sum()))

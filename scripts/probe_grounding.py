@@ -21,7 +21,7 @@ import numpy as np
 
 
 def probe(policy: Any, env: Any, seeds: range) -> dict[str, float]:
-    """policy: has predict_action(obs) -> [H, 7]; env: a sim task env (ReachCube, PickCube, ...)."""
+    """policy: a runtime (vla.runtime.Runtime: predict_action(obs) -> [H, 7]); env: a sim task env (ReachCube, PickCube, ...)."""
     u = env.unwrapped
     hits = n = 0
     spreads = []
@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import sim
-    from vla.model import VLAPolicy
+    from vla.model.runtime import TorchRuntime
 
     torch.set_num_threads(1)
-    policy = VLAPolicy.from_pretrained(args.checkpoint).eval()
+    policy = TorchRuntime.from_checkpoint(args.checkpoint)  # any vla.runtime.Runtime works here
     env = sim.make(args.task, image_size=policy.cfg.vision.image_size)
     report = {"checkpoint": args.checkpoint, "task": args.task, "seed": args.seed,
               **probe(policy, env, range(args.seed, args.seed + args.scenes))}

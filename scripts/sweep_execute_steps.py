@@ -27,7 +27,7 @@ def sweep(policy: Any, make_env: Any, steps: list[int], episodes: int, seed: int
     rows = []
     for k in steps:
         runner = ChunkedPolicy(policy, execute_steps=k)
-        rep = evaluate(runner, make_env, episodes=episodes, seed=seed, progress=progress)
+        rep = evaluate(runner, make_env, episodes=episodes, seed=seed, show_progress=progress)
         rows.append({"execute_steps": k, "success_rate": rep["success_rate"], "successes": rep["successes"],
                      "episodes": rep["episodes"], "success_ci95": rep["success_ci95"],
                      "mean_length": rep["mean_length"],
@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import sim
-    from vla.model import VLAPolicy
+    from vla.model.runtime import TorchRuntime
 
     torch.set_num_threads(args.threads)
     unknown = [t for t in args.tasks if t not in sim.list_tasks()]
     if unknown:
         raise SystemExit(f"unknown task(s) {unknown}; available: {sim.list_tasks()}")
-    policy = VLAPolicy.from_pretrained(args.checkpoint).eval()
+    policy = TorchRuntime.from_checkpoint(args.checkpoint)  # any vla.runtime.Runtime works here
     h = policy.cfg.action.horizon
     steps = args.steps or list(range(1, h + 1))
     bad = [k for k in steps if not 1 <= k <= h]

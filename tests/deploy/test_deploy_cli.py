@@ -59,7 +59,6 @@ def test_control_cmd_expert_task_mismatch(make_bridge):
 
 
 def test_control_cmd_expert_end_to_end(make_bridge, tmp_path, capsys):
-    pytest.importorskip("sim")
     from deploy.robot import SimRobot
 
     server = make_bridge(robot=SimRobot("ReachCube"), lockstep=True)
@@ -71,3 +70,17 @@ def test_control_cmd_expert_end_to_end(make_bridge, tmp_path, capsys):
 
     rep = json.loads(out.read_text())
     assert rep["summary"] == {"episodes": 2, "success_rate": 1.0}
+
+
+def test_control_reports_a_bad_checkpoint_before_touching_the_network(tmp_path, capsys):
+    """`vla control --runtime onnx --checkpoint DIR` with a DIR that is no export names the directory, instead of
+    waiting for (and blaming) a bridge that is not there."""
+    from vla.cli import main
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"")  # a torch checkpoint, not an export
+    rc = main(["control", "--runtime", "onnx", "--checkpoint", str(tmp_path / "ckpt"),
+               "--connect", "tcp://127.0.0.1:9", "--timeout", "30"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not an export directory" in err and "--runtime torch" in err
+    assert "bridge" not in err

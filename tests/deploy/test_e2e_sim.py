@@ -9,8 +9,6 @@ from deploy.control import ControlConfig, ControlLoop
 from deploy.robot import SimExpertPolicy, SimRobot
 from vla.runtime import PolicyRuntime
 
-sim = pytest.importorskip("sim")
-
 
 def _run(make_bridge, task, lockstep, hz, seed, mode="receding"):
     server = make_bridge(robot=SimRobot(task, seed=0), lockstep=lockstep)

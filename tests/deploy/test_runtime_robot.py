@@ -37,14 +37,17 @@ def test_policy_runtime_shapes_and_reset():
 
 
 def test_torch_runtime_execute_steps_comes_from_the_policy_config():
-    from types import SimpleNamespace
-
+    from tests.vla.model.conftest import io_of, make_policy
     from vla.config import ActionConfig
 
-    model = SimpleNamespace(cfg=SimpleNamespace(action=ActionConfig(horizon=4, execute_steps=2)))
-    assert TorchRuntime(model).execute_steps == 2
-    model.cfg.action = ActionConfig(horizon=4)
-    assert TorchRuntime(model).execute_steps is None
+    policy = make_policy(decoding="parallel")
+    io = io_of(policy)
+    assert TorchRuntime(policy, io).execute_steps is None  # the debug config leaves it unset: the whole chunk
+    cfg = policy.cfg.replace(action=ActionConfig(horizon=2, decoding="parallel", execute_steps=1))
+    shipped = make_policy(cfg)
+    assert TorchRuntime(shipped, io_of(shipped)).execute_steps == 1
+    with pytest.raises(ValueError, match="mode="):
+        TorchRuntime(policy, io, mode="beam")
 
 
 class _LoggingDriver(EEDeltaDriver):

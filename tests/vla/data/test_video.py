@@ -2,14 +2,13 @@
 
 import json
 
+import av  # noqa: E402,F401 - required (pyproject: av)
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from datahelpers import FEATURES, make_frame
 
 from vla.data import LeRobotDataset, LeRobotDatasetWriter
-
-pytest.importorskip("av")
 
 SMOOTH = {k: v for k, v in FEATURES.items() if k != "observation.images.wrist"}  # noise does not compress
 

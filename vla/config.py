@@ -294,12 +294,7 @@ class VLAConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VLAConfig:
         """From a mapping as `to_dict` writes it; sub-config keys may be partial (defaults fill the rest)."""
-        if not isinstance(d, dict):
-            raise ValueError(f"VLAConfig: expected a mapping, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"VLAConfig: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        _check_keys("VLAConfig", cls, d)
         kw: dict[str, Any] = {}
         for k, v in d.items():
             if k in _SUBS:
@@ -322,16 +317,21 @@ class VLAConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _check_keys(label: str, cls: type, d: Any) -> None:
+    """ValueError naming `label` when `d` is no mapping or has keys `cls` does not know."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{label}: expected a mapping, got {d!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = set(d) - names
+    if bad:
+        raise ValueError(f"{label}: unknown keys {sorted(bad)} (known: {sorted(names)})")
+
+
 def _sub(key: str, cls: type, v: Any) -> Any:
     """A sub-config from a (partial) mapping, with unknown keys named."""
     if isinstance(v, cls):
         return v
-    if not isinstance(v, dict):
-        raise ValueError(f"VLAConfig.{key}: expected a mapping, got {v!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    bad = set(v) - names
-    if bad:
-        raise ValueError(f"VLAConfig.{key}: unknown keys {sorted(bad)} (known: {sorted(names)})")
+    _check_keys(f"VLAConfig.{key}", cls, v)
     v = dict(v)
     if cls is ActionConfig and isinstance(v.get("fast"), dict):
         v["fast"] = _sub("action.fast", FastConfig, v["fast"])

@@ -24,6 +24,17 @@ from pathlib import Path
 from typing import Any
 
 
+def read_json(path: str | os.PathLike, missing: str) -> Any:
+    """Parse a JSON file; FileNotFoundError(`missing`) when it does not exist, ValueError naming it when broken."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(missing)
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p} is not valid JSON: {e}") from e
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same directory, fsync, then os.replace onto `path`. The file gets the
     permissions a plain open() would give (0666 minus the umask), not mkstemp's owner-only 0600."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vla.config import CONFIG_FORMAT, VLAConfig, migrate_v1
+from vla.io import read_json
 
 OLD_FORMATS = {"vla-policy/1": migrate_v1}
 
@@ -35,12 +36,7 @@ class CheckpointMeta:
 def read_meta(directory: str | Path) -> CheckpointMeta:
     directory = Path(directory)
     path = directory / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a policy checkpoint (no config.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    meta = read_json(path, f"{path}: not a policy checkpoint (no config.json)")
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt in OLD_FORMATS:
         meta = {**meta, "policy": OLD_FORMATS[fmt](meta.get("policy") or {})}

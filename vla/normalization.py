@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vla.io import atomic_write_text
+from vla.io import atomic_write_text, read_json
 
 EPS = 1e-8
 MODES = ("bounds_q99", "mean_std", "min_max")
@@ -157,11 +156,5 @@ def save_norm_stats(path: str | os.PathLike, normalizers: dict[str, Normalizer])
 
 
 def load_norm_stats(path: str | os.PathLike) -> dict[str, Normalizer]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"norm stats file not found: {p}")
-    try:
-        payload = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p} is not valid JSON: {e}") from e
+    payload = read_json(path, f"norm stats file not found: {path}")
     return {k: Normalizer.from_dict(v) for k, v in payload.items()}

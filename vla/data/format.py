@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vla.io import atomic_write_json as _atomic_write_json
+from vla.io import read_json
 
 CODEBASE_VERSION = "v3.0"
 LEGACY_VERSION = "v2.1"
@@ -220,12 +221,7 @@ def remove_stale_tmp_files(root: Path) -> list[Path]:
 def load_info(root: Path) -> dict[str, Any]:
     """Read `meta/info.json`; FileNotFoundError naming the root when it is not a dataset."""
     path = Path(root) / INFO_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"{root} is not a LeRobot dataset: {path} does not exist")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    info = read_json(path, f"{root} is not a LeRobot dataset: {path} does not exist")
     for key in ("codebase_version", "fps", "features", "data_path"):
         if key not in info:
             raise ValueError(f"{path} lacks the required key {key!r}")

@@ -6,8 +6,9 @@
 
 Modules: `protocol` (wire format, docs/protocol.md), `bridge` (BridgeServer, BridgeClient), `robot`
 (Robot interface, SimRobot, RealArmRobot over an EEDeltaDriver, KinematicRobot, SimExpertPolicy),
-`safety` (clamps, workspace box, watchdog), `control` (ControlLoop), `chunking` (open-loop /
-receding-horizon / temporal-ensemble execution), `runtime` (Runtime, PolicyRuntime, TorchRuntime),
+`safety` (clamps, workspace box, watchdog), `control` (ControlLoop; chunks through `vla.chunking`),
+`runtimes` (make_runtime; the ONNX Runtime and TensorRT backends of `vla.runtime.Runtime`), `manifest` (the
+export format), `trt` (TensorRT probing), `export` (ONNX / TensorRT build), `bench` (runtime latency),
 `recorder` (LeRobot recording), `teleop`, `keys` (CurveZMQ). Submodules are imported explicitly so
 `import deploy` stays free of zmq/torch.
 """

@@ -1,12 +1,12 @@
 """Deploy export path: policy -> ONNX graphs (+ manifest) -> TensorRT engines.
 
     from deploy.export import export_onnx, check_export_dir
-    export_onnx(policy, "exports/x")            # graphs + manifest.json + weightless policy/ dir
+    export_onnx(policy, io, "exports/x")        # graphs + manifest.json + weightless policy/ dir
     check_export_dir("exports/x")               # TensorRT 10.3 portability check (ValueError on problems)
-    build_engines("exports/x", "engines/x", precision="fp16")   # deploy.export.tensorrt_build
+    build_engines("exports/x", "engines/x", EngineBuildConfig(precision="fp16"))   # deploy.export.tensorrt_build
 
 CLI: `vla export onnx ...`, `vla export tensorrt ...` (vla/cli/export.py). Runtimes live in
-deploy/onnx_runtime.py and deploy/tensorrt_runtime.py.
+deploy/runtimes/ (the exporter never imports them).
 """
 
 from deploy.export.onnx_export import export_onnx

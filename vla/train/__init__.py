@@ -1,7 +1,7 @@
 """Fine-tuning a VLA policy on LeRobot-format demonstrations.
 
     from vla.train import TrainConfig, train
-    summary = train(TrainConfig.from_yaml("configs/train/tiny.yaml"), "data/demos", "runs/tiny")
+    summary = train(TrainConfig.load("tiny"), "data/demos", "runs/tiny")
 
 CLI: `vla train --config FILE --dataset DIR --out RUN_DIR [--max-steps N] [--resume]`; see `vla.train.loop`.
 """

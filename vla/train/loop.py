@@ -1,6 +1,6 @@
 """Fine-tune a VLA policy on a LeRobot dataset: `train(cfg, dataset_dir, run_dir)`.
 
-    vla train --config configs/train/tiny.yaml --dataset data/demos --out runs/tiny [--max-steps N] [--resume]
+    vla train --config tiny --dataset data/demos --out runs/tiny [--max-steps N] [--resume]
     torchrun --nproc_per_node 2 -m vla.cli.train --config ...    # DDP (gloo on CPU, nccl on CUDA)
 
 Run directory:

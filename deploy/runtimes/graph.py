@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from deploy.manifest import load_manifest, policy_dir
+from vla.config import DECODING_MODES
 from vla.greedy import greedy
 from vla.policy_io import ActionChunk, PolicyIO
 from vla.runtime import Runtime
-
-DECODING_MODES = ("autoregressive", "parallel")
 
 
 class GraphRuntime(Runtime):

@@ -17,12 +17,11 @@ from typing import Any
 
 import torch
 
+from vla.config import DECODING_MODES
 from vla.model.decoding import decode, to_tensors
 from vla.model.policy import VLAPolicy
 from vla.policy_io import ActionChunk, PolicyIO
 from vla.runtime import Runtime
-
-DECODING_MODES = ("autoregressive", "parallel")
 
 
 class TorchRuntime(Runtime):

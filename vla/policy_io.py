@@ -16,6 +16,7 @@ runtimes all call `inputs`/`outputs`; this module (and everything it imports) ne
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ def build_prompt(cfg: VLAConfig, text: TextTokenizer, instruction: str) -> list[
 
 # ---- image transforms -------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=16)
 def _aa_weights(n_in: int, n_out: int) -> np.ndarray:
     """[n_out, n_in] antialiased bilinear (triangle filter) weights, as torch's `interpolate(mode="bilinear",
     antialias=True, align_corners=False)` computes them: the filter widens by the scale when shrinking."""
@@ -79,6 +81,8 @@ def _aa_weights(n_in: int, n_out: int) -> np.ndarray:
         j = np.arange(lo, hi)
         f = np.clip(1.0 - np.abs((j - centre + 0.5) * inv), 0.0, None)
         w[i, lo:hi] = f / f.sum()
+    w = w.astype(np.float32)  # cached per size pair: a camera stream resizes every frame the same way
+    w.flags.writeable = False
     return w
 
 
@@ -95,8 +99,8 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
         return x.copy()
     wy, wx = _aa_weights(h, size), _aa_weights(w, size)  # [S, H], [S, W]
     f = x.astype(np.float32)
-    f = np.einsum("sw,...hwc->...hsc", wx.astype(np.float32), f)  # width first
-    f = np.einsum("sh,...hwc->...swc", wy.astype(np.float32), f)
+    f = np.einsum("sw,...hwc->...hsc", wx, f)  # width first
+    f = np.einsum("sh,...hwc->...swc", wy, f)
     return np.clip(np.round(f), 0, 255).astype(np.uint8)
 
 

@@ -54,7 +54,7 @@ def _check_chunk(chunk: Any) -> tuple[np.ndarray, bool]:
 
 
 class ChunkExecutor:
-    invalid_chunks: int = 0
+    invalid_chunks: int = 0  # over the executor's lifetime (reset() starts an episode, not a new count)
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -89,7 +89,6 @@ class RecedingHorizon(ChunkExecutor):
         self.reset()
 
     def reset(self) -> None:
-        self.invalid_chunks = 0
         self._chunk: np.ndarray | None = None
         self._t0 = 0
         self._origin_ns = 0
@@ -118,7 +117,6 @@ class TemporalEnsemble(ChunkExecutor):
         self.reset()
 
     def reset(self) -> None:
-        self.invalid_chunks = 0
         self._plans: list[tuple[int, int, np.ndarray]] = []  # (t0, origin_ns, chunk [H, D]), oldest first
 
     def needs_plan(self, t: int) -> bool:

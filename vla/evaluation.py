@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vla.chunking import RecedingHorizon
 from vla.progress import progress
 from vla.runtime import ACTION_DIM
 
@@ -49,8 +50,6 @@ class ChunkedPolicy:
     not decode) holds still: zero motion and the previous gripper command."""
 
     def __init__(self, runtime: Any, execute_steps: int | None = None) -> None:
-        from vla.chunking import RecedingHorizon
-
         self.execute_steps = runtime.execute_steps if execute_steps is None else int(execute_steps)
         if self.execute_steps is not None and self.execute_steps < 1:
             raise ValueError(f"execute_steps={execute_steps} must be >= 1")
@@ -58,15 +57,18 @@ class ChunkedPolicy:
         self.executor = RecedingHorizon(self.execute_steps)
         self.step_ms: list[float] = []
         self.inference_ms: list[float] = []
-        self.invalid_chunks = 0
         self.reset()
 
     def reset(self) -> None:
-        self.invalid_chunks += self.executor.invalid_chunks
         self.executor.reset()
         self.runtime.reset()
         self._t = 0
         self._gripper = -1.0  # episodes start with the gripper open
+
+    @property
+    def invalid_chunks(self) -> int:
+        """Chunks that did not decode, over every episode this runner ran (never executed)."""
+        return self.executor.invalid_chunks
 
     def __call__(self, obs: dict[str, Any]) -> np.ndarray:
         t0 = time.perf_counter()
@@ -88,9 +90,6 @@ class ChunkedPolicy:
         self.step_ms.append((time.perf_counter() - t0) * 1e3)
         return action
 
-    @property
-    def total_invalid_chunks(self) -> int:
-        return self.invalid_chunks + self.executor.invalid_chunks
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -160,7 +159,7 @@ def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int 
         report.update({
             "latency_ms_p50": _pct(policy.step_ms, 50), "latency_ms_p99": _pct(policy.step_ms, 99),
             "inference_ms_p50": _pct(policy.inference_ms, 50), "inference_ms_p99": _pct(policy.inference_ms, 99),
-            "invalid_chunks": policy.total_invalid_chunks, "execute_steps": policy.execute_steps,
+            "invalid_chunks": policy.invalid_chunks, "execute_steps": policy.execute_steps,
         })
     if expert_rate is not None:
         report["expert_success_rate"] = expert_rate

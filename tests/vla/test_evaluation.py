@@ -98,7 +98,7 @@ def test_undecodable_chunk_holds_still_and_is_counted() -> None:
     assert np.all(np.isfinite(acts))
     np.testing.assert_array_equal(acts[2], [0, 0, 0, 0, 0, 0, 1.0])  # no plan covers t=2: zero motion, gripper kept
     assert acts[3][0] == 3  # asked again at the next step
-    assert runner.total_invalid_chunks == 1
+    assert runner.invalid_chunks == 1
 
 
 def test_undecodable_chunk_keeps_the_previous_plan_where_it_still_covers() -> None:
@@ -106,7 +106,7 @@ def test_undecodable_chunk_keeps_the_previous_plan_where_it_still_covers() -> No
     runner = ChunkedPolicy(FakeVLA(horizon=3, bad=2), execute_steps=2)
     acts = [runner({}) for _ in range(4)]
     assert [(a[0], a[1]) for a in acts] == [(1, 0), (1, 1), (1, 2), (3, 0)]  # t=2: chunk 1's third action
-    assert runner.total_invalid_chunks == 1
+    assert runner.invalid_chunks == 1
 
 
 def test_report_counts_successes_and_writes_video(tmp_path) -> None:

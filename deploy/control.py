@@ -15,6 +15,22 @@ timestamp + (steps since) periods + `max_latency_s`. No clock sync is needed, an
 waited too long (slow policy, slow network) is dropped by the bridge instead of executed stale.
 In lock-step bridges time stops between actions, so staleness and deadlines do not apply there.
 
+Asynchronous inference (`async_inference=True`, `vla control --async`): the runtime runs in a worker thread
+(deploy.planner) on the newest fresh observation while the loop keeps ticking and playing the current chunk;
+a chunk that arrives d ticks after its observation is spliced in by `vla.splicing.AsyncSplicer` (switch,
+ensemble, or prefix-forced decoding), its first d actions skipped. Deadlines still count from the planning
+observation, so a late chunk's actions are dropped by the bridge, never executed stale; with no chunk
+covering a step the bridge holds and its watchdog applies, as in synchronous mode. Real-time bridges only
+(in lock-step the robot waits for every action anyway).
+
+Overruns: a tick that overran skips the ticks it missed and stays on the grid (phase-locked to the
+robot), so two actions never land in one robot tick because the loop fell behind.
+
+The episode report carries the measured inference latency (per call; async: submit -> result), the delay
+of each async chunk in ticks, and the seam jerk: the mean squared change of the commanded motion (the 6
+translation/rotation components, gripper excluded) between consecutive sent actions that come from
+different chunks.
+
 Bridge failure: `max_timeouts` consecutive request timeouts raise `BridgeUnavailable` naming the
 endpoint, so a killed bridge stops the loop with a clear error rather than a hang.
 """
@@ -29,8 +45,10 @@ from typing import Any
 import numpy as np
 
 from deploy.client import BridgeClient, BridgeTimeout, ObsReply
+from deploy.planner import AsyncPlanner
 from vla.chunking import MODES, make_executor
 from vla.runtime import Runtime
+from vla.splicing import SPLICE_MODES, AsyncSplicer, prefix_tokens_per_step
 
 
 class BridgeUnavailable(RuntimeError):
@@ -50,6 +68,8 @@ class ControlConfig:
     privileged: bool = False  # ask for privileged arrays (sim_state), e.g. for SimExpertPolicy
     max_timeouts: int = 3  # consecutive timeouts before BridgeUnavailable
     align_s: float | None = 0.002  # real-time, same rate: tick this long after the robot's tick; None = free-run
+    async_inference: bool = False  # infer in a worker while the current chunk plays (real-time bridges)
+    splice: str = "switch"  # async: how a late chunk meets the playing one: switch | ensemble | prefix
 
     def __post_init__(self) -> None:
         if not 0 < self.hz <= 1000:
@@ -67,6 +87,11 @@ class ControlConfig:
             raise ValueError(f"align_s={self.align_s}: must be in [0, 1/hz) or None")
         if self.max_timeouts < 1:
             raise ValueError(f"max_timeouts={self.max_timeouts}: must be >= 1")
+        if self.splice not in SPLICE_MODES:
+            raise ValueError(f"splice={self.splice!r}: must be one of {SPLICE_MODES}")
+        if self.splice != "switch" and not self.async_inference:
+            raise ValueError(f"splice={self.splice!r} applies to async_inference=True only (synchronous chunks "
+                             "are executed by chunk_mode)")
 
 
 @dataclass
@@ -77,10 +102,30 @@ class EpisodeReport:
     counts: dict[str, int] = field(default_factory=dict)  # act statuses, stale_obs, plans, overruns, ...
     periods_ns: list[int] = field(default_factory=list)  # tick-to-tick intervals (for jitter)
     duration_s: float = 0.0
+    inference_ms: list[float] = field(default_factory=list)  # per plan (async: submit -> result)
+    delays: dict[int, int] = field(default_factory=dict)  # async: ticks from observation to delivery -> chunks
+    seam_sq: list[float] = field(default_factory=list)  # squared motion change at each chunk seam
+    step_sq: list[float] = field(default_factory=list)  # squared motion change between consecutive sent actions
+
+    @property
+    def seam_jerk(self) -> float | None:
+        return float(np.mean(self.seam_sq)) if self.seam_sq else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"success": self.success, "steps": self.steps, "episode": self.episode, "counts": dict(self.counts),
-                "duration_s": round(self.duration_s, 3), "period": period_stats(self.periods_ns)}
+                "duration_s": round(self.duration_s, 3), "period": period_stats(self.periods_ns),
+                "inference_ms": latency_stats(self.inference_ms), "delay_ticks": {str(k): v for k, v in
+                                                                                sorted(self.delays.items())},
+                "seams": len(self.seam_sq), "seam_jerk": self.seam_jerk,
+                "step_jerk": float(np.mean(self.step_sq)) if self.step_sq else None}
+
+
+def latency_stats(ms: list[float]) -> dict[str, float]:
+    if not ms:
+        return {}
+    a = np.asarray(ms, dtype=np.float64)
+    return {"n": int(a.size), "mean_ms": float(a.mean()), "p50_ms": float(np.percentile(a, 50)),
+            "p95_ms": float(np.percentile(a, 95)), "max_ms": float(a.max())}
 
 
 def period_stats(periods_ns: list[int], hz: float | None = None) -> dict[str, float]:
@@ -104,6 +149,13 @@ class ControlLoop:
         hello = self._call(client.hello)
         self.bridge_info = hello
         self.lockstep = bool(hello["lockstep"])
+        self.tokens_per_step = None
+        if config.async_inference:
+            if self.lockstep:
+                raise ValueError("async_inference needs a real-time bridge: in lock-step mode the robot waits for "
+                                 "every action, so a slow policy costs no motion (run it synchronously)")
+            if config.splice == "prefix":
+                self.tokens_per_step = prefix_tokens_per_step(runtime)
 
     def _call(self, fn, *args, **kwargs):
         """A bridge request; timeouts are counted and escalate to BridgeUnavailable."""
@@ -121,10 +173,17 @@ class ControlLoop:
         return out
 
     def run_episode(self, seed: int | None = None, reset: bool = True) -> EpisodeReport:
+        cfg = self.config
+        plans = _AsyncPlans(self) if cfg.async_inference else _SyncPlans(self)
+        try:
+            return self._episode(plans, seed, reset)
+        finally:
+            plans.close()
+
+    def _episode(self, plans: _SyncPlans | _AsyncPlans, seed: int | None, reset: bool) -> EpisodeReport:
         cfg, c = self.config, self.client
         counts: collections.Counter[str] = collections.Counter()
-        periods: list[int] = []
-        executor = make_executor(cfg.chunk_mode, cfg.replan_every, cfg.ensemble_m)
+        rep = EpisodeReport(False, 0, 0, {})
         self.runtime.reset()
         o: ObsReply | None = None
         while o is None:
@@ -132,6 +191,7 @@ class ControlLoop:
         start = time.monotonic_ns()
         next_tick, last_tick, last_seq, t = start, None, -1, 0
         carried: ObsReply | None = None  # lock-step: the observation the last act's reply carried
+        sent: tuple[int, np.ndarray] | None = None  # (origin step, motion) of the last action sent
         success = o.success
         aligned = self._aligned_start(o)
         if aligned is not None:  # phase-lock: observe right after the robot's tick, act before its next one
@@ -140,7 +200,7 @@ class ControlLoop:
         while True:
             tick = time.monotonic_ns()
             if last_tick is not None:
-                periods.append(tick - last_tick)
+                rep.periods_ns.append(tick - last_tick)
             last_tick = tick
             if carried is not None:
                 o, carried = carried, None
@@ -148,7 +208,8 @@ class ControlLoop:
                 o = self._call(c.observe, cfg.privileged)
                 if o is None:
                     counts["timeouts"] += 1
-                    next_tick = self._sleep(next_tick, counts)
+                    next_tick, missed = self._sleep(next_tick, counts)
+                    t += plans.skip(missed)
                     continue
             success = success or o.success
             if o.done or (cfg.stop_on_success and o.success) or (cfg.max_steps is not None and t >= cfg.max_steps):
@@ -156,8 +217,8 @@ class ControlLoop:
             if o.obs_seq == last_seq:
                 counts["repeated_obs"] += 1
             last_seq = o.obs_seq
-            self._plan(executor, t, o, counts)
-            step = executor.action(t)
+            plans.plan(t, o, counts, rep)
+            step = plans.action(t)
             if step is None or not np.all(np.isfinite(step.action)):
                 counts["no_action"] += 1  # nothing valid to send: the bridge holds
             else:
@@ -171,9 +232,19 @@ class ControlLoop:
                 counts["timeouts" if r is None else r.status] += 1
                 if r is not None:
                     carried = r.obs
+                motion = np.asarray(step.action[:6], dtype=np.float64)
+                if sent is not None:
+                    sq = float(np.sum((motion - sent[1]) ** 2))
+                    rep.step_sq.append(sq)
+                    if step.origin_step != sent[0]:
+                        rep.seam_sq.append(sq)
+                sent = (step.origin_step, motion)
             t += 1
-            next_tick = self._sleep(next_tick, counts)
-        return EpisodeReport(bool(success), t, o.episode, dict(counts), periods, (time.monotonic_ns() - start) / 1e9)
+            next_tick, missed = self._sleep(next_tick, counts)
+            t += plans.skip(missed)
+        rep.success, rep.steps, rep.episode, rep.counts = bool(success), t, o.episode, dict(counts)
+        rep.duration_s = (time.monotonic_ns() - start) / 1e9
+        return rep
 
     def _aligned_start(self, o: ObsReply) -> int | None:
         """Local time of the first tick phase-locked to the bridge's ticks, or None (free-running).
@@ -192,25 +263,87 @@ class ControlLoop:
             first += ((now - first) // self.period_ns + 1) * self.period_ns
         return first
 
-    def _plan(self, executor, t: int, o: ObsReply, counts: collections.Counter) -> None:
-        if not executor.needs_plan(t):
-            return
-        if not self.lockstep and o.age_s > self.config.max_obs_age_s:
-            counts["stale_obs"] += 1  # do not plan on it; the old plan (if any) keeps running out
-            return
-        chunk = self.runtime.infer(o.obs)  # ActionChunk [H, 7]
-        counts["plans"] += 1
-        if not executor.add_plan(t, chunk, origin_ns=o.t_obs):  # vla.chunking: never executed, the old plan runs out
-            counts["invalid_chunks"] += 1
-
-    def _sleep(self, next_tick: int, counts: collections.Counter) -> int:
+    def _sleep(self, next_tick: int, counts: collections.Counter) -> tuple[int, int]:
+        """Sleep to the next tick on the grid -> (its time, ticks missed by an overrun)."""
         next_tick += self.period_ns
         now = time.monotonic_ns()
-        if now > next_tick:  # overran: start the next tick now and re-grid from it (missed ticks are skipped)
+        missed = 0
+        if now > next_tick:  # overran: skip the missed ticks, stay on the grid (phase-locked to the robot)
             counts["overruns"] += 1
-            return now
-        time.sleep((next_tick - now) / 1e9)
-        return next_tick
+            missed = (now - next_tick) // self.period_ns + 1
+            counts["missed_ticks"] += missed
+            next_tick += missed * self.period_ns
+        time.sleep(max(0, next_tick - time.monotonic_ns()) / 1e9)
+        return next_tick, missed
 
     def run(self, episodes: int, seeds: list[int] | None = None) -> list[EpisodeReport]:
         return [self.run_episode(seed=None if seeds is None else seeds[i]) for i in range(episodes)]
+
+
+class _SyncPlans:
+    """Plans inside the tick: the loop waits for the runtime (vla.chunking executes the chunks)."""
+
+    def __init__(self, loop: ControlLoop) -> None:
+        cfg = loop.config
+        self.loop, self.executor = loop, make_executor(cfg.chunk_mode, cfg.replan_every, cfg.ensemble_m)
+
+    def plan(self, t: int, o: ObsReply, counts: collections.Counter, rep: EpisodeReport) -> None:
+        if not self.executor.needs_plan(t):
+            return
+        if not self.loop.lockstep and o.age_s > self.loop.config.max_obs_age_s:
+            counts["stale_obs"] += 1  # do not plan on it; the old plan (if any) keeps running out
+            return
+        t0 = time.perf_counter()
+        chunk = self.loop.runtime.infer(o.obs)  # ActionChunk [H, 7]
+        rep.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        counts["plans"] += 1
+        if not self.executor.add_plan(t, chunk, origin_ns=o.t_obs):  # never executed, the old plan runs out
+            counts["invalid_chunks"] += 1
+
+    def action(self, t: int):
+        return self.executor.action(t)
+
+    def skip(self, missed: int) -> int:
+        return 0  # the step counter counts loop ticks: after a slow plan, the chunk continues where it was
+
+    def close(self) -> None:
+        pass
+
+
+class _AsyncPlans:
+    """Plans in a worker thread; chunks are spliced in when they arrive (vla.splicing)."""
+
+    def __init__(self, loop: ControlLoop) -> None:
+        cfg = loop.config
+        self.loop = loop
+        self.splicer = AsyncSplicer(cfg.splice, cfg.replan_every, cfg.ensemble_m, loop.tokens_per_step)
+        self.planner = AsyncPlanner(loop.runtime).start()
+
+    def plan(self, t: int, o: ObsReply, counts: collections.Counter, rep: EpisodeReport) -> None:
+        for r in self.planner.poll():
+            if r.superseded:  # not reached: the loop submits only to an idle worker
+                continue
+            rep.inference_ms.append(r.latency_s * 1e3)
+            d = t - r.request.step
+            rep.delays[d] = rep.delays.get(d, 0) + 1
+            status = self.splicer.deliver(r.request, r.chunk, t)
+            counts["spliced" if status == "spliced" else f"{status}_chunks"] += 1
+        if self.planner.busy or not self.splicer.wants_plan(t):
+            return
+        if o.age_s > self.loop.config.max_obs_age_s:
+            counts["stale_obs"] += 1  # never planned on; the playing chunk runs on
+            return
+        req = self.splicer.request(t, origin_ns=o.t_obs)
+        if req.forced_steps:
+            counts["forced_steps"] += req.forced_steps
+        self.planner.submit(req, o.obs)
+        counts["plans"] += 1
+
+    def action(self, t: int):
+        return self.splicer.action(t)
+
+    def skip(self, missed: int) -> int:
+        return missed  # the step counter follows the robot's ticks: chunk indices stay on wall time
+
+    def close(self) -> None:
+        self.planner.close()

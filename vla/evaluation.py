@@ -26,6 +26,7 @@ import numpy as np
 from vla.chunking import RecedingHorizon
 from vla.progress import progress
 from vla.runtime import ACTION_DIM
+from vla.splicing import AsyncSplicer, prefix_tokens_per_step
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -90,6 +91,85 @@ class ChunkedPolicy:
         self.step_ms.append((time.perf_counter() - t0) * 1e3)
         return action
 
+
+class DelayedChunkPolicy(ChunkedPolicy):
+    """`sim.Policy` with a simulated inference latency of `delay_steps` control steps, on the env's step clock
+    (deterministic, no wall clock: the same episodes for every mode, as fast as the sim runs).
+
+    splice "sync": the arm holds still for `delay_steps` steps while the policy thinks, then plays the chunk
+    from its first action (what a synchronous loop does with a slow policy). "switch" | "ensemble" |
+    "prefix": asynchronous inference (`vla.splicing.AsyncSplicer`, as `vla control --async`): the chunk is
+    computed on the observation of step t and delivered at step t + delay_steps, its first delay_steps actions
+    skipped; the current chunk plays meanwhile. prefix forces the committed actions' tokens
+    (`runtime.infer(obs, prefix_ids=...)`; autoregressive token policies)."""
+
+    def __init__(self, runtime: Any, delay_steps: int, splice: str = "switch", execute_steps: int | None = None,
+                 ensemble_m: float = 0.01) -> None:
+        if delay_steps < 0:
+            raise ValueError(f"delay_steps={delay_steps}: must be >= 0")
+        if splice not in ("sync", "switch", "ensemble", "prefix"):
+            raise ValueError(f"splice={splice!r}: must be sync, switch, ensemble or prefix")
+        self.delay_steps, self.splice, self.ensemble_m = int(delay_steps), splice, ensemble_m
+        self._tokens = prefix_tokens_per_step(runtime) if splice == "prefix" else None
+        self.seam_sq: list[float] = []  # squared motion change at each chunk seam, over every episode
+        super().__init__(runtime, execute_steps)
+
+    def reset(self) -> None:
+        super().reset()
+        self.splicer = (None if self.splice == "sync" else
+                        AsyncSplicer(self.splice, self.execute_steps or 1, self.ensemble_m, self._tokens))
+        self._due: tuple[int, Any, Any] | None = None  # (delivery step, request, chunk) being "computed"
+        self._last: tuple[int, np.ndarray] | None = None  # (origin step, motion) of the last action played
+
+    def _infer(self, obs: dict[str, Any], prefix_ids: Any = None) -> Any:
+        t0 = time.perf_counter()
+        chunk = self.runtime.infer(obs) if prefix_ids is None else self.runtime.infer(obs, prefix_ids=prefix_ids)
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        return chunk
+
+    def _step_sync(self, t: int, obs: dict[str, Any]) -> Any:
+        if self._due is not None and self._due[0] <= t:  # the arm waited: the chunk starts now, from action 0
+            self.executor.add_plan(t, self._due[2])
+            self._due = None
+        if self._due is None and self.executor.needs_plan(t):
+            chunk = self._infer(obs)
+            if self.delay_steps == 0:
+                self.executor.add_plan(t, chunk)
+            else:
+                self._due = (t + self.delay_steps, None, chunk)
+        return None if self._due is not None else self.executor.action(t)
+
+    def _step_async(self, t: int, obs: dict[str, Any]) -> Any:
+        sp = self.splicer
+        if self._due is not None and self._due[0] <= t:
+            sp.deliver(self._due[1], self._due[2], t)
+            self._due = None
+        if self._due is None and sp.wants_plan(t):
+            req = sp.request(t)
+            chunk = self._infer(obs, req.prefix_ids)
+            if self.delay_steps == 0:
+                sp.deliver(req, chunk, t)
+            else:
+                self._due = (t + self.delay_steps, req, chunk)
+        return sp.action(t)
+
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray:
+        t0 = time.perf_counter()
+        t = self._t
+        step = self._step_sync(t, obs) if self.splicer is None else self._step_async(t, obs)
+        if step is None:  # nothing covers t (or the arm waits for a synchronous plan): hold still
+            action = np.zeros(ACTION_DIM, dtype=np.float32)
+            action[-1] = self._gripper
+        else:
+            action = np.asarray(step.action, dtype=np.float32)
+            motion = action[:6].astype(np.float64)
+            if self._last is not None and self._last[0] != step.origin_step:
+                self.seam_sq.append(float(np.sum((motion - self._last[1]) ** 2)))
+            self._last = (step.origin_step, motion)
+        self._gripper = float(action[-1])
+        self._t += 1
+        self.step_ms.append((time.perf_counter() - t0) * 1e3)
+        return action
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -161,6 +241,9 @@ def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int 
             "inference_ms_p50": _pct(policy.inference_ms, 50), "inference_ms_p99": _pct(policy.inference_ms, 99),
             "invalid_chunks": policy.invalid_chunks, "execute_steps": policy.execute_steps,
         })
+    if isinstance(policy, DelayedChunkPolicy):
+        report.update({"delay_steps": policy.delay_steps, "splice": policy.splice, "seams": len(policy.seam_sq),
+                       "seam_jerk": float(np.mean(policy.seam_sq)) if policy.seam_sq else None})
     if expert_rate is not None:
         report["expert_success_rate"] = expert_rate
         report["relative_to_expert"] = (k / episodes) / expert_rate if expert_rate > 0 else None

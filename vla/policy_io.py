@@ -2,13 +2,15 @@
 
     io = PolicyIO.load("runs/x/checkpoint")          # or an export's policy/ dir, or PolicyIO.build(...)
     feeds = io.inputs([obs])                         # observation dicts -> numpy feeds of the model graph
-    chunk = io.outputs(ids)                          # decoded ids [B, n] -> ActionChunk(actions [B, H, 7], valid [B])
+    chunk = io.outputs(ids)                          # decoded ids [B, n] -> ActionChunk(actions [B, H, 7], valid [B], ids)
+    prefix = io.action_ids(chunk.actions[0, 2:4])    # actions [k, 7] robot units -> their bins ids int64 [k*7]
 
 `inputs` selects the policy's cameras, resizes them to its input size, normalizes per channel, builds the
 prompt from the template, tokenizes and left-pads it, and normalizes the proprio state:
     pixel_values float32 [B, C, 3, S, S], prompt_ids int64 [B, T], prompt_mask bool [B, T], state float32 [B, S]
 `outputs` decodes action tokens and unnormalizes them into robot units; a chunk that does not decode is
-flagged invalid (`valid` False, its actions NaN), never turned into a zero action.
+flagged invalid (`valid` False, its actions NaN), never turned into a zero action. `action_ids` maps
+actions back to bins ids, the tokens a runtime forces as the prefix of the next chunk (`prefix_ids`).
 Training uses the same object for its targets (`targets`) and image normalization (`pixels`), so a
 runtime cannot drift from what the policy was trained on. The torch runtime, ONNX Runtime and TensorRT
 runtimes all call `inputs`/`outputs`; this module (and everything it imports) never imports torch.
@@ -36,13 +38,17 @@ ENV_STATE_KEY = "observation.environment_state"  # privileged task state (sim de
 
 @dataclass(frozen=True)
 class ActionChunk:
-    """Actions float32 [..., H, D] in robot units and `valid` bool [...] (False: failed to decode, NaN actions)."""
+    """Actions float32 [..., H, D] in robot units and `valid` bool [...] (False: failed to decode, NaN actions).
+
+    `ids`: the int64 token ids [..., n] the chunk was decoded from (bins tokenizer; None for FAST, whose rows
+    vary in length, and for runtimes that decode no tokens)."""
 
     actions: np.ndarray
     valid: np.ndarray
+    ids: np.ndarray | None = None
 
     def __getitem__(self, i: int) -> ActionChunk:
-        return ActionChunk(self.actions[i], np.asarray(self.valid[i]))
+        return ActionChunk(self.actions[i], np.asarray(self.valid[i]), None if self.ids is None else self.ids[i])
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -249,14 +255,45 @@ class PolicyIO:
         return ids, mask
 
     def outputs(self, ids: np.ndarray | Sequence[Sequence[int]]) -> ActionChunk:
-        """Decoded ids (bins: [B, n]; FAST: rows, possibly shorter) -> ActionChunk([B, H, D], valid [B])."""
+        """Decoded ids (bins: [B, n]; FAST: rows, possibly shorter) -> ActionChunk([B, H, D], valid [B], ids).
+
+        bins: `ids` of the chunk are the given ids as int64 [B, n]; FAST: None."""
         h, d = self.cfg.action.horizon, self.cfg.action.dim
+        kept = None
         if self.cfg.action.tokenizer == "bins":
-            dec = self.action_tokenizer.decode(np.asarray(ids).reshape(-1, h, d), strict=False)  # valid [B, H]
+            arr = np.asarray(ids)
+            dec = self.action_tokenizer.decode(arr.reshape(-1, h, d), strict=False)  # valid [B, H]
+            kept = arr.astype(np.int64).reshape(-1, h * d)  # [B, n], a copy the caller cannot mutate
             valid = dec.valid.all(axis=1)
         else:
             dec = self.action_tokenizer.decode([list(map(int, r)) for r in ids], strict=False)  # valid [B]
             valid = np.asarray(dec.valid, dtype=bool)
         acts = np.asarray(self.normalizers["action"].unnormalize(dec.actions.astype(np.float64)), dtype=np.float32)
         acts[~valid] = np.nan
-        return ActionChunk(acts, valid)
+        return ActionChunk(acts, valid, kept)
+
+    def action_ids(self, actions: np.ndarray) -> np.ndarray:
+        """Actions [k, D] in robot units -> their bins token ids int64 [k*D], time-major like the decoder's
+        slots (slot = step*D + dim): normalized and binned exactly as `targets` sees training chunks.
+
+        Round trip `action_ids(outputs(ids).actions)` == ids: a decoded id is its bin's centre, half a bin
+        from either edge, so it re-encodes to itself, with two exceptions. (1) The block's lowest id
+        (`vocab_size - n_bins`: values at or above the top edge) has no interval of its own (OpenVLA's
+        convention, `vla.tokenizers.bins`): it decodes to the top interval's centre, which re-encodes to
+        `vocab_size - n_bins + 1`. (2) Where half a bin's width in robot units is not above the float32
+        rounding of the action (about |a| * 2**-24) the centre can land in a neighbouring bin: a constant
+        dimension (zero range, scale 1/eps), or e.g. mean_std with std 1e-4 around 10. FAST raises ValueError:
+        its tokens are DCT coefficients of the whole chunk, so a prefix of actions is no prefix of its tokens."""
+        if self.cfg.action.tokenizer != "bins":
+            raise ValueError(f"action_ids needs ActionConfig.tokenizer='bins', this policy's is "
+                             f"{self.cfg.action.tokenizer!r}: its tokens are DCT coefficients of the whole chunk, "
+                             "so a prefix of actions is no prefix of tokens (it cannot be forced)")
+        a = np.asarray(actions)
+        d = self.cfg.action.dim
+        if a.ndim != 2 or a.shape[1] != d or a.shape[0] > self.cfg.action.horizon:
+            raise ValueError(f"action_ids takes actions [k, {d}] with k <= ActionConfig.horizon="
+                             f"{self.cfg.action.horizon}, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("action_ids got non-finite actions (NaN: a chunk that did not decode)")
+        norm = self.normalize_actions(a)  # [k, D] float32, as training's targets
+        return np.asarray(self.action_tokenizer.encode(norm), dtype=np.int64).reshape(-1)  # [k*D]

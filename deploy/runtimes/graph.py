@@ -4,10 +4,17 @@ TensorRT runtimes share. A backend only supplies `run(graph, feeds) -> outputs`.
     rt = OnnxRuntime("exports/x")                 # deploy.runtimes.onnx (or TensorRTRuntime)
     chunk = rt.infer(obs)                          # ActionChunk, the same actions as the torch runtime
     ids, logits = rt.decode_ids(feeds, return_logits=True)   # greedy ids [B, n] and action-block logits
+    ids = rt.decode_ids(feeds, prefix_ids=p)       # p int64 [B, k]: the first k ids forced
 
 The transforms are the export's `PolicyIO` (its weightless `policy/` checkpoint); the greedy loop is
 `vla.greedy.greedy`, the one the torch KV-cache loop runs: prefill once, then one decode step per token
 over the fixed-capacity KV cache (graphs of `deploy.export.graphs`), or one parallel pass.
+
+Prefix forcing (`prefix_ids`, as `vla.model.decoding` does it): autoregressively the forced ids go through
+the same `decode_step` graph (it takes the slot's `token_ids` as input, so the export needs nothing new) and
+the rest continue from them; in parallel mode they are forced slots (the first k ids replaced, the rest the
+unforced prediction, which does not condition on them). The returned logits are always the ones the graphs
+computed (the parallel pass's are unforced).
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ import numpy as np
 
 from deploy.manifest import load_manifest, policy_dir
 from vla.config import DECODING_MODES
-from vla.greedy import greedy
+from vla.greedy import check_prefix, greedy
 from vla.policy_io import ActionChunk, PolicyIO
 from vla.runtime import Runtime
 
 
 class GraphRuntime(Runtime):
     """Decoding over exported graphs; subclasses implement `run` for their backend."""
+
+    supports_prefix = True
 
     def __init__(self, export_dir: str | Path, mode: str | None = None) -> None:
         super().__init__()
@@ -52,10 +61,25 @@ class GraphRuntime(Runtime):
         out = self.run("encoder", self.encoder_feeds(feeds))
         return out["prefix_embeds"], out["prefix_mask"]  # [B, L, D], bool [B, L]
 
+    def forced_ids(self, prefix_ids: Any, batch: int) -> np.ndarray | None:
+        """prefix_ids validated against the manifest's `sequence` (`vla.greedy.check_prefix`) as int64 [B, k];
+        None if absent or k = 0."""
+        if prefix_ids is None:
+            return None
+        seq = self.manifest["sequence"]
+        lo = seq["action_id_start"]
+        ids = np.asarray(prefix_ids)
+        k = check_prefix(ids, batch, seq["action_tokens"], lo, lo + seq["action_id_count"])
+        return ids.astype(np.int64) if k else None
+
     def decode_ids(self, feeds: dict[str, np.ndarray], mode: str | None = None,
-                   return_logits: bool = False) -> Any:
-        """Greedy action ids [B, n'] (FAST may stop early); with the action-block logits [B, n', A] when asked."""
+                   return_logits: bool = False, prefix_ids: Any = None) -> Any:
+        """Greedy action ids [B, n'] (FAST may stop early); with the action-block logits [B, n', A] when asked.
+
+        prefix_ids [B, k]: the first k ids forced (autoregressive: decoding continues from them; parallel:
+        forced slots)."""
         mode = mode or self.mode
+        forced = self.forced_ids(prefix_ids, len(feeds["prompt_ids"]))
         t0 = time.perf_counter()
         prefix, valid = self.encode(feeds)
         t1 = time.perf_counter()
@@ -63,13 +87,17 @@ class GraphRuntime(Runtime):
             out = self.run("parallel", {"prefix_embeds": prefix, "prefix_mask": valid})
             logits = out["action_logits"]  # [B, n, A]
             ids = logits.argmax(-1) + self.manifest["sequence"]["action_id_start"]
+            if forced is not None:
+                ids[:, : forced.shape[1]] = forced  # forced slots; the tail is the unforced prediction
         else:
-            ids, logits = self._autoregressive(prefix, valid)
+            ids, logits = self._autoregressive(prefix, valid, forced)
         self.last_timings.update(encoder_ms=(t1 - t0) * 1e3, decode_ms=(time.perf_counter() - t1) * 1e3)
         return (ids, logits) if return_logits else ids
 
-    def _autoregressive(self, prefix: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Prefill once, then one decode step per token, through the shared greedy loop."""
+    def _autoregressive(self, prefix: np.ndarray, valid: np.ndarray,
+                        forced: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Prefill once, then one decode step per token, through the shared greedy loop (forced ids [B, k]
+        are stepped like decoded ones)."""
         seq = self.manifest["sequence"]
         b, L = valid.shape
         out = self.run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid})
@@ -88,14 +116,16 @@ class GraphRuntime(Runtime):
             logits.append(o["logits"])
             return o["logits"]
 
-        ids = greedy(out["logits"], step, seq["action_tokens"], seq["action_id_start"], seq["eos_id"], xp=np)
+        ids = greedy(out["logits"], step, seq["action_tokens"], seq["action_id_start"], seq["eos_id"], xp=np,
+                     forced=forced)
         return ids, np.stack(logits[: ids.shape[1]], 1)  # [B, n'], [B, n', A]
 
-    def infer_batch(self, observations: Sequence[dict[str, Any]]) -> ActionChunk:
+    def infer_batch(self, observations: Sequence[dict[str, Any]], prefix_ids: Any = None) -> ActionChunk:
         t0 = time.perf_counter()
+        prefix = self.check_prefix(prefix_ids)
         feeds = self.io.inputs(observations)
         t1 = time.perf_counter()
-        ids = self.decode_ids(feeds)
+        ids = self.decode_ids(feeds, prefix_ids=prefix)
         t2 = time.perf_counter()
         out = self.io.outputs(ids)
         self.last_timings.update(prepare_ms=(t1 - t0) * 1e3, postprocess_ms=(time.perf_counter() - t2) * 1e3)

@@ -94,7 +94,7 @@ class TensorRTRuntime(GraphRuntime):
         self.last_timings[key] = self.last_timings.get(key, 0.0) + start.elapsed_time(end)
         return {n: t.cpu().numpy() for n, t in outputs.items()}
 
-    def infer_batch(self, observations):
+    def infer_batch(self, observations, prefix_ids=None):
         for k in [k for k in self.last_timings if k.startswith("trt_")]:
             self.last_timings[k] = 0.0  # per-engine GPU time accumulates over the decode steps of one call
-        return super().infer_batch(observations)
+        return super().infer_batch(observations, prefix_ids=prefix_ids)

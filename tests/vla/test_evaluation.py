@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vla.evaluation import ChunkedPolicy, evaluate, wilson_interval
+from vla.evaluation import ChunkedPolicy, DelayedChunkPolicy, evaluate, wilson_interval
 from vla.policy_io import ActionChunk
 from vla.runtime import Runtime
 
@@ -157,3 +157,35 @@ def test_vla_eval_cli_runs_in_the_sim(tmp_path) -> None:
                               "--report", str(tmp_path / "r.json"), "--image-size", "48", "--no-progress"])
     assert args.func(args) == 0
     assert json.loads((tmp_path / "r.json").read_text())["image_size"] == 48
+
+
+def _play(runner, n):
+    acts = [runner({}) for _ in range(n)]
+    return [(int(a[0]), int(a[1])) for a in acts]  # (call that planned it, index in its chunk); (0, 0) = hold
+
+
+def test_simulated_latency_zero_sync_is_the_plain_runner() -> None:
+    plain = _play(ChunkedPolicy(FakeVLA(horizon=4), execute_steps=2), 9)
+    assert _play(DelayedChunkPolicy(FakeVLA(horizon=4), 0, "sync", execute_steps=2), 9) == plain
+    assert _play(DelayedChunkPolicy(FakeVLA(horizon=4), 0, "switch", execute_steps=2), 9) == plain
+
+
+def test_simulated_latency_sync_holds_while_the_policy_thinks() -> None:
+    runner = DelayedChunkPolicy(FakeVLA(horizon=4), 2, "sync", execute_steps=2)
+    # plan at 0, the arm waits 2 steps, plays actions 0, 1; plans again at 4, waits, ...
+    assert _play(runner, 9) == [(0, 0), (0, 0), (1, 0), (1, 1), (0, 0), (0, 0), (2, 0), (2, 1), (0, 0)]
+
+
+def test_simulated_latency_async_switch_skips_the_past_and_keeps_moving() -> None:
+    runner = DelayedChunkPolicy(FakeVLA(horizon=4), 2, "switch", execute_steps=2)
+    # chunk 1 planned at 0 arrives at 2 (plays its index 2, 3); chunk 2 planned at 2 arrives at 4, ...
+    assert _play(runner, 8) == [(0, 0), (0, 0), (1, 2), (1, 3), (2, 2), (2, 3), (3, 2), (3, 3)]
+    runner = DelayedChunkPolicy(FakeVLA(horizon=4), 4, "switch", execute_steps=2)
+    assert _play(runner, 6) == [(0, 0)] * 6  # a 4-step chunk 4 steps late is wholly in the past: hold
+
+
+def test_simulated_latency_prefix_needs_a_token_runtime() -> None:
+    with pytest.raises(ValueError, match="splice='prefix'"):
+        DelayedChunkPolicy(FakeVLA(horizon=4), 2, "prefix")
+    with pytest.raises(ValueError, match="delay_steps"):
+        DelayedChunkPolicy(FakeVLA(horizon=4), -1, "switch")

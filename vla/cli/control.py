@@ -3,9 +3,16 @@
     vla control --connect tcp://127.0.0.1:5555 --expert PickCube --episodes 3          # scripted expert
     vla control --connect tcp://robot:5555 --checkpoint runs/policy --hz 10 --chunk-mode ensemble
     vla control --connect tcp://robot:5555 --runtime tensorrt --checkpoint engines/policy      # exported model
+    vla control --connect tcp://robot:5555 --checkpoint runs/ar --async --splice prefix       # slow policy
+    vla control ... --inject-latency-ms 190          # every inference takes >= 190 ms (experiments)
 
 Receding horizon (the default chunk mode) re-plans every `--replan-every` steps; left out, the checkpoint's
 `action.execute_steps` (how its `vla eval` results were measured), else every step.
+
+--async runs inference in a worker thread on the newest observation while the current chunk keeps playing;
+a chunk that arrives d ticks late is spliced in with --splice switch | ensemble | prefix (prefix-forced
+decoding: the committed actions' tokens start the new chunk; autoregressive token policies). See
+deploy.control and vla.splicing.
 
 Prints one JSON line per episode (success, steps, action statuses, tick-period stats) and a summary;
 --out writes them as JSON. Exit status 1 when the bridge stops answering (the error names it).
@@ -32,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replan-every", type=int, default=None,
                    help="receding horizon: re-plan every k steps (default: the checkpoint's action.execute_steps, else 1)")
     p.add_argument("--ensemble-m", type=float, default=0.01)
+    p.add_argument("--async", dest="async_inference", action="store_true",
+                   help="infer in a worker while the current chunk plays (for policies slower than the tick)")
+    p.add_argument("--splice", default="switch", choices=["switch", "ensemble", "prefix"],
+                   help="--async: how a late chunk meets the playing one (default switch)")
+    p.add_argument("--inject-latency-ms", type=float, default=None,
+                   help="pad every inference to at least this many ms (a slow policy for experiments)")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=None, help="first episode seed (then seed+1, ...)")
     p.add_argument("--max-steps", type=int, default=None)
@@ -39,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=2.0, help="per-request timeout, s")
     p.add_argument("--curve-keys", metavar="DIR")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0,
+                   help="inference threads (ONNX Runtime intra-op; torch set_num_threads); 0 = the backend's default")
     p.add_argument("--out", help="write the episode reports as JSON here")
     p.set_defaults(func=control_cmd)
 
@@ -52,7 +67,16 @@ def control_cmd(args: argparse.Namespace) -> int:
     if args.replan_every is not None and args.replan_every < 1:
         raise ValueError(f"--replan-every {args.replan_every}: must be >= 1")
     # the policy first: a bad --checkpoint is reported as such, before any network is touched
-    runtime = None if args.expert else make_runtime(args.runtime, args.checkpoint, device=args.device)
+    if args.splice != "switch" and not args.async_inference:
+        raise ValueError(f"--splice {args.splice} needs --async (synchronous chunks follow --chunk-mode)")
+    if args.threads < 0:
+        raise ValueError(f"--threads {args.threads}: must be >= 0")
+    if args.threads and args.runtime == "torch" and not args.expert:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    runtime = None if args.expert else make_runtime(args.runtime, args.checkpoint, device=args.device,
+                                                    threads=args.threads)
     with BridgeClient(args.connect, timeout_s=args.timeout, curve_keys=args.curve_keys) as client:
         try:
             hello = client.hello()
@@ -68,11 +92,16 @@ def control_cmd(args: argparse.Namespace) -> int:
             expert = SimExpertPolicy(args.expert, **robot.get("overrides", {}))
             expert.prepare()  # seconds of env building, before the first tick's deadline starts running
             runtime = PolicyRuntime(expert)
+        if args.inject_latency_ms is not None:
+            from deploy.runtimes.latency import DelayedRuntime
+
+            runtime = DelayedRuntime(runtime, args.inject_latency_ms)
         replan = args.replan_every if args.replan_every is not None else (runtime.execute_steps or 1)
         cfg = ControlConfig(hz=args.hz or float(hello["control_hz"]), chunk_mode=args.chunk_mode,
                             replan_every=replan, ensemble_m=args.ensemble_m,
                             max_latency_s=args.max_latency_ms / 1000.0, max_steps=args.max_steps,
-                            privileged=bool(args.expert))
+                            privileged=bool(args.expert), async_inference=args.async_inference,
+                            splice=args.splice)
         loop = ControlLoop(client, runtime, cfg)
         reports = []
         try:
@@ -84,7 +113,11 @@ def control_cmd(args: argparse.Namespace) -> int:
         except (BridgeUnavailable, BridgeError) as e:
             print(f"vla control: error: {e}", file=sys.stderr)
             return 1
-    summary = {"episodes": len(reports), "success_rate": sum(r["success"] for r in reports) / max(1, len(reports))}
+    lat = [r["inference_ms"]["p50_ms"] for r in reports if r["inference_ms"]]
+    jerk = [r["seam_jerk"] for r in reports if r["seam_jerk"] is not None]
+    summary = {"episodes": len(reports), "success_rate": sum(r["success"] for r in reports) / max(1, len(reports)),
+               "inference_ms_p50": float(sorted(lat)[len(lat) // 2]) if lat else None,
+               "seam_jerk": sum(jerk) / len(jerk) if jerk else None}
     print(json.dumps(summary))
     if args.out:
         from vla.io import atomic_write_json

@@ -18,7 +18,7 @@ import argparse
 def _handler(args: argparse.Namespace) -> int:
     import sim
     from deploy.runtimes import make_runtime
-    from vla.evaluation import ChunkedPolicy, evaluate
+    from vla.evaluation import ChunkedPolicy, DelayedChunkPolicy, evaluate
     from vla.io import atomic_write_json
 
     if args.task not in sim.list_tasks():
@@ -36,7 +36,10 @@ def _handler(args: argparse.Namespace) -> int:
     # render the cameras at the policy's input size by default: that is how `vla sim demos` records training
     # data for it (quickstart), and a 128 px render resized to 64 px is not the same image as a 64 px render
     image_size = args.image_size or int(policy.cfg.vision.image_size)  # sim.TaskConfig checks its range
-    runner = ChunkedPolicy(policy, execute_steps=args.execute_steps)
+    if args.delay_steps is None and args.splice is not None:
+        raise ValueError(f"--splice {args.splice} needs --delay-steps (a simulated inference latency)")
+    runner = (ChunkedPolicy(policy, execute_steps=args.execute_steps) if args.delay_steps is None else
+              DelayedChunkPolicy(policy, args.delay_steps, args.splice or "sync", execute_steps=args.execute_steps))
     expert = (lambda env: sim.make_expert(args.task, env)) if args.expert else None
     report = evaluate(runner, lambda: sim.make(args.task, split=split, image_size=image_size), episodes=args.episodes, seed=args.seed,
                       video_path=args.video, write_video=sim.write_video, expert_factory=expert,
@@ -49,6 +52,9 @@ def _handler(args: argparse.Namespace) -> int:
           f"(95% CI {lo:.2f}-{hi:.2f}), mean length {report['mean_length']:.1f}, "
           f"step latency p50 {report['latency_ms_p50']:.2f} ms p99 {report['latency_ms_p99']:.2f} ms, "
           f"inference p50 {report['inference_ms_p50']:.1f} ms")
+    if "delay_steps" in report:
+        print(f"simulated latency {report['delay_steps']} steps, splice {report['splice']}: "
+              f"seam jerk {report['seam_jerk']} over {report['seams']} seams")
     if "expert_success_rate" in report:
         print(f"expert success {report['expert_success_rate']:.2f}")
     if report.get("invalid_chunks"):
@@ -79,6 +85,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override the checkpoint's decoding mode")
     p.add_argument("--execute-steps", type=int, default=None, help="actions executed per chunk before re-planning (default: the checkpoint's "
                         "action.execute_steps, else all H)")
+    p.add_argument("--delay-steps", type=int, default=None,
+                   help="simulate an inference latency of this many control steps on the sim's step clock "
+                        "(deterministic; see --splice)")
+    p.add_argument("--splice", choices=["sync", "switch", "ensemble", "prefix"], default=None,
+                   help="with --delay-steps: sync (the arm waits for each plan; default) or asynchronous "
+                        "inference spliced by switch | ensemble | prefix (vla.splicing, as vla control --async)")
     p.add_argument("--expert", action="store_true", help="also roll out the scripted expert on the same seeds")
     p.add_argument("--threads", type=int, default=1,
                    help="torch / ONNX Runtime CPU threads (default 1: batch-1 decoding of small models gains little "

@@ -2,6 +2,7 @@
 
     inputs = to_tensors(io.inputs([obs]), device)                  # PolicyIO feeds as torch tensors
     ids = decode(policy, inputs)                                   # the policy's configured mode
+    ids = decode(policy, inputs, prefix_ids=p)                     # p int64 [B, k]: the first k ids forced
     ids = decode_autoregressive(policy, inputs, use_cache=True)    # [B, n] greedy, action ids only
     ids = decode_autoregressive(policy, inputs, use_cache=False)   # identical ids, recomputes everything
     ids = decode_parallel(policy, inputs)                          # [B, n] from one forward pass
@@ -11,6 +12,12 @@
 Greedy decoding over logits restricted to the action block (FAST: the block includes its end token; rows
 that ended keep emitting it), through `vla.greedy.greedy`, the loop the graph runtimes share.
 The KV cache is a transformers `DynamicCache` (5.x has no tuple caches).
+
+Prefix forcing (`prefix_ids` [B, k], absolute ids inside the action block, 0 <= k <= n): autoregressive
+decoding (every path: layer loop, LM call, no-cache reference) emits the forced ids in slots 0..k-1 and feeds
+them back, so slots k.. are the greedy continuation *conditioned on them*. Parallel decoding cannot condition
+on tokens (its slots hold learned placeholder embeddings; no emitted token is ever fed back): its forcing is
+*forced slots*, the first k ids replaced by the forced ones and the rest exactly the unforced prediction.
 
 Why the cached loop has two step implementations: at control-loop sizes (batch 1, a few layers) one
 decoded token costs per-call framework overhead, not maths. Calling the causal LM per token re-runs
@@ -32,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla.greedy import Step, greedy
+from vla.greedy import Step, check_prefix, greedy
 from vla.model.lm import LM_FAMILIES
 from vla.model.policy import VLAPolicy
 from vla.model.sequence import position_ids
@@ -43,22 +50,41 @@ def to_tensors(feeds: Mapping[str, np.ndarray], device: torch.device | str = "cp
     return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in feeds.items()}
 
 
-def decode(policy: VLAPolicy, inputs: dict[str, torch.Tensor], mode: str | None = None) -> torch.Tensor:
+def decode(policy: VLAPolicy, inputs: dict[str, torch.Tensor], mode: str | None = None,
+           prefix_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Action ids [B, n] in `mode` (None: the policy's), the first k forced to `prefix_ids` [B, k] if given."""
     mode = mode or policy.cfg.action.decoding
     if mode == "parallel":
-        return decode_parallel(policy, inputs)
+        return decode_parallel(policy, inputs, prefix_ids)
     if mode == "autoregressive":
-        return decode_autoregressive(policy, inputs, use_cache=True)
+        return decode_autoregressive(policy, inputs, use_cache=True, prefix_ids=prefix_ids)
     raise ValueError(f"unknown decoding mode {mode!r}; expected autoregressive or parallel")
 
 
+def _forced(policy: VLAPolicy, inputs: dict[str, torch.Tensor], prefix_ids: object, lo: int,
+            hi: int) -> torch.Tensor | None:
+    """prefix_ids validated (`vla.greedy.check_prefix`) as int64 [B, k] on the inputs' device; None if absent or k = 0."""
+    if prefix_ids is None:
+        return None
+    ids = torch.as_tensor(prefix_ids, device=inputs["prompt_ids"].device)
+    k = check_prefix(ids, inputs["prompt_ids"].shape[0], policy.num_action_tokens, lo, hi)
+    return ids.long() if k else None
+
+
 @torch.inference_mode()
-def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor],
+                    prefix_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """All n slots from one forward pass -> ids [B, n].
+
+    prefix_ids [B, k]: forced slots. The first k ids are the forced ones, the rest exactly the unforced
+    prediction: the slots hold placeholder embeddings, so the continuation does not condition on them."""
     if policy.eos_id is not None:
         raise ValueError("parallel decoding needs a fixed-length action tokenizer (bins), not FAST")
+    forced = None if prefix_ids is None else _forced(policy, inputs, prefix_ids, *_action_block(policy))
     logits = policy.forward(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"], inputs.get("state"),
                             mode="parallel")
-    return policy.restrict(logits).argmax(-1)  # [B, n]
+    ids = policy.restrict(logits).argmax(-1)  # [B, n]
+    return ids if forced is None else torch.cat([forced, ids[:, forced.shape[1]:]], 1)
 
 
 def _compact(prefix: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -171,19 +197,22 @@ def _cached_steps(policy: VLAPolicy, prefix: torch.Tensor, valid: torch.Tensor, 
 
 @torch.inference_mode()
 def decode_autoregressive(policy: VLAPolicy, inputs: dict[str, torch.Tensor], use_cache: bool = True,
-                          layer_loop: bool | None = None) -> torch.Tensor:
+                          layer_loop: bool | None = None, prefix_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Greedy decoding of the n action slots -> ids [B, n] (FAST: may stop early, then [B, n' <= n]).
 
     layer_loop (KV cache only): None = the lean layer loop where `layer_loop_unsupported` allows it, else
     the full LM call per token; True = the layer loop or ValueError saying why not; False = the LM call.
+    prefix_ids [B, k] (ids in the action block, k <= n): slots 0..k-1 emit them and are fed back, the rest
+    continue greedily from them (a forced FAST end token ends its row). Every path forces alike.
     """
     if layer_loop and not use_cache:
         raise ValueError("layer_loop=True needs use_cache=True (the no-cache reference always calls the whole LM)")
+    lo, hi = _action_block(policy)
+    forced = _forced(policy, inputs, prefix_ids, lo, hi)  # before any compute: bad input fails fast
     prefix, valid = policy.embed_prefix(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"],
                                         inputs.get("state"))  # [B, L, D], [B, L]
     prefix, valid, padded = _compact(prefix, valid)
     n, eos = policy.num_action_tokens, policy.eos_id
-    lo, hi = _action_block(policy)
     if use_cache:
         lean = False
         if layer_loop is not False:
@@ -192,7 +221,7 @@ def decode_autoregressive(policy: VLAPolicy, inputs: dict[str, torch.Tensor], us
                 raise ValueError(f"layer_loop=True is unavailable: {why}")
             lean = why is None
         scores, step = _cached_steps(policy, prefix, valid, padded, lo, hi, layer_loop=lean)
-        return greedy(scores, step, n, lo, eos, xp=torch)
+        return greedy(scores, step, n, lo, eos, xp=torch, forced=forced)
 
     lm, embed = policy.lm, policy.lm.get_input_embeddings()
     seq = prefix
@@ -209,7 +238,7 @@ def decode_autoregressive(policy: VLAPolicy, inputs: dict[str, torch.Tensor], us
                  position_ids=position_ids(valid), use_cache=False, logits_to_keep=1)
         return policy.restrict(out.logits[:, -1])  # [B, V], non-action ids -inf
 
-    return greedy(logits_last(), recompute, n, 0, eos, xp=torch)
+    return greedy(logits_last(), recompute, n, 0, eos, xp=torch, forced=forced)
 
 
 @torch.no_grad()

@@ -92,12 +92,15 @@ class ControlConfig:
         if self.splice != "switch" and not self.async_inference:
             raise ValueError(f"splice={self.splice!r} applies to async_inference=True only (synchronous chunks "
                              "are executed by chunk_mode)")
+        if self.async_inference and self.chunk_mode != "receding":
+            raise ValueError(f"chunk_mode={self.chunk_mode!r} with async_inference=True: asynchronous chunks are "
+                             "executed by splice (switch | ensemble | prefix), re-planned every replan_every steps")
 
 
 @dataclass
 class EpisodeReport:
     success: bool
-    steps: int
+    steps: int  # control steps: async, robot ticks (missed ones included); sync, loop iterations
     episode: int
     counts: dict[str, int] = field(default_factory=dict)  # act statuses, stale_obs, plans, overruns, ...
     periods_ns: list[int] = field(default_factory=list)  # tick-to-tick intervals (for jitter)
@@ -176,9 +179,13 @@ class ControlLoop:
         cfg = self.config
         plans = _AsyncPlans(self) if cfg.async_inference else _SyncPlans(self)
         try:
-            return self._episode(plans, seed, reset)
-        finally:
+            rep = self._episode(plans, seed, reset)
+        except BaseException:
             plans.close()
+            raise
+        plans.close()
+        plans.check()  # a policy error in a request still in flight at the end is not lost
+        return rep
 
     def _episode(self, plans: _SyncPlans | _AsyncPlans, seed: int | None, reset: bool) -> EpisodeReport:
         cfg, c = self.config, self.client
@@ -209,7 +216,7 @@ class ControlLoop:
                 if o is None:
                     counts["timeouts"] += 1
                     next_tick, missed = self._sleep(next_tick, counts)
-                    t += plans.skip(missed)
+                    t += plans.skip(1 + missed)  # async: this tick passed too
                     continue
             success = success or o.success
             if o.done or (cfg.stop_on_success and o.success) or (cfg.max_steps is not None and t >= cfg.max_steps):
@@ -217,7 +224,7 @@ class ControlLoop:
             if o.obs_seq == last_seq:
                 counts["repeated_obs"] += 1
             last_seq = o.obs_seq
-            plans.plan(t, o, counts, rep)
+            plans.plan(t, o, counts, rep, tick)
             step = plans.action(t)
             if step is None or not np.all(np.isfinite(step.action)):
                 counts["no_action"] += 1  # nothing valid to send: the bridge holds
@@ -287,7 +294,7 @@ class _SyncPlans:
         cfg = loop.config
         self.loop, self.executor = loop, make_executor(cfg.chunk_mode, cfg.replan_every, cfg.ensemble_m)
 
-    def plan(self, t: int, o: ObsReply, counts: collections.Counter, rep: EpisodeReport) -> None:
+    def plan(self, t: int, o: ObsReply, counts: collections.Counter, rep: EpisodeReport, tick_ns: int) -> None:
         if not self.executor.needs_plan(t):
             return
         if not self.loop.lockstep and o.age_s > self.loop.config.max_obs_age_s:
@@ -309,9 +316,18 @@ class _SyncPlans:
     def close(self) -> None:
         pass
 
+    def check(self) -> None:
+        pass
+
 
 class _AsyncPlans:
-    """Plans in a worker thread; chunks are spliced in when they arrive (vla.splicing)."""
+    """Plans in a worker thread; chunks are spliced in when they arrive (vla.splicing).
+
+    A request waits up to `WAIT_FRACTION` of a period past the tick for its chunk, so a policy faster than
+    that plans and acts in the same tick (delay 0, as synchronously); a slower one keeps the arm on the
+    playing chunk and its result is spliced in at a later tick."""
+
+    WAIT_FRACTION = 0.5
 
     def __init__(self, loop: ControlLoop) -> None:
         cfg = loop.config
@@ -319,7 +335,7 @@ class _AsyncPlans:
         self.splicer = AsyncSplicer(cfg.splice, cfg.replan_every, cfg.ensemble_m, loop.tokens_per_step)
         self.planner = AsyncPlanner(loop.runtime).start()
 
-    def plan(self, t: int, o: ObsReply, counts: collections.Counter, rep: EpisodeReport) -> None:
+    def _deliver(self, t: int, counts: collections.Counter, rep: EpisodeReport) -> None:
         for r in self.planner.poll():
             if r.superseded:  # not reached: the loop submits only to an idle worker
                 continue
@@ -328,7 +344,10 @@ class _AsyncPlans:
             rep.delays[d] = rep.delays.get(d, 0) + 1
             status = self.splicer.deliver(r.request, r.chunk, t)
             counts["spliced" if status == "spliced" else f"{status}_chunks"] += 1
-        if self.planner.busy or not self.splicer.wants_plan(t):
+
+    def plan(self, t: int, o: ObsReply, counts: collections.Counter, rep: EpisodeReport, tick_ns: int) -> None:
+        self._deliver(t, counts, rep)
+        if self.splicer.in_flight is not None or not self.splicer.wants_plan(t):
             return
         if o.age_s > self.loop.config.max_obs_age_s:
             counts["stale_obs"] += 1  # never planned on; the playing chunk runs on
@@ -338,6 +357,9 @@ class _AsyncPlans:
             counts["forced_steps"] += req.forced_steps
         self.planner.submit(req, o.obs)
         counts["plans"] += 1
+        budget = tick_ns + int(self.WAIT_FRACTION * self.loop.period_ns) - time.monotonic_ns()
+        if budget > 0 and self.planner.wait(budget / 1e9):
+            self._deliver(t, counts, rep)  # fast enough for this tick
 
     def action(self, t: int):
         return self.splicer.action(t)
@@ -347,3 +369,6 @@ class _AsyncPlans:
 
     def close(self) -> None:
         self.planner.close()
+
+    def check(self) -> None:
+        self.planner.poll()  # re-raises a policy error of the last request

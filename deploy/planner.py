@@ -65,6 +65,7 @@ class AsyncPlanner:
             self._cv.notify()
 
     def poll(self) -> list[PlanResult]:
+        """Results finished since the last poll (oldest first); re-raises an error of the runtime."""
         with self._cv:
             if self._error is not None:
                 err, self._error = self._error, None
@@ -77,13 +78,17 @@ class AsyncPlanner:
         with self._cv:
             return self._cv.wait_for(lambda: not (self._running or self._pending), timeout)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 600.0) -> None:
+        """Stop the worker; an inference in progress cannot be interrupted, so this waits for it to end (a
+        worker still running after `timeout` s is an error: the runtime would be shared by two episodes)."""
         with self._cv:
             self._closed = True
             self._pending = None
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"the inference worker did not finish its request within {timeout:g} s")
             self._thread = None
 
     def __enter__(self) -> AsyncPlanner:

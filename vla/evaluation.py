@@ -110,14 +110,22 @@ class DelayedChunkPolicy(ChunkedPolicy):
         if splice not in ("sync", "switch", "ensemble", "prefix"):
             raise ValueError(f"splice={splice!r}: must be sync, switch, ensemble or prefix")
         self.delay_steps, self.splice, self.ensemble_m = int(delay_steps), splice, ensemble_m
-        self._tokens = prefix_tokens_per_step(runtime) if splice == "prefix" else None
+        tokens = prefix_tokens_per_step(runtime) if splice == "prefix" else None
         self.seam_sq: list[float] = []  # squared motion change at each chunk seam, over every episode
+        steps = runtime.execute_steps if execute_steps is None else execute_steps
+        # one splicer for every episode (its executor counts invalid chunks over the runner's lifetime);
+        # execute_steps None = re-plan when the chunk runs out, as the synchronous runner does
+        self.splicer = None if splice == "sync" else AsyncSplicer(splice, steps, ensemble_m, tokens)
         super().__init__(runtime, execute_steps)
+
+    @property
+    def invalid_chunks(self) -> int:
+        return (self.splicer or self).executor.invalid_chunks
 
     def reset(self) -> None:
         super().reset()
-        self.splicer = (None if self.splice == "sync" else
-                        AsyncSplicer(self.splice, self.execute_steps or 1, self.ensemble_m, self._tokens))
+        if self.splicer is not None:
+            self.splicer.reset()
         self._due: tuple[int, Any, Any] | None = None  # (delivery step, request, chunk) being "computed"
         self._last: tuple[int, np.ndarray] | None = None  # (origin step, motion) of the last action played
 
@@ -147,6 +155,8 @@ class DelayedChunkPolicy(ChunkedPolicy):
         if self._due is None and sp.wants_plan(t):
             req = sp.request(t)
             chunk = self._infer(obs, req.prefix_ids)
+            if self.execute_steps is not None and self.execute_steps > len(chunk.actions):
+                raise ValueError(f"execute_steps={self.execute_steps} > the policy's chunk of {len(chunk.actions)}")
             if self.delay_steps == 0:
                 sp.deliver(req, chunk, t)
             else:

@@ -24,8 +24,10 @@ meets the one that was playing:
   actions, k = the delay estimate (the largest delay of the last `delay_window` chunks, capped by what the
   current chunk covers). Their token ids (`ActionChunk.ids`, `tokens_per_step` per action) are forced as the
   first k * tokens_per_step tokens of the new chunk, so its first k actions *are* the committed ones and the
-  rest continues them; the splice itself is a switch. Autoregressive decoders condition on the forced
-  tokens; parallel decoding cannot (its slots never see an emitted token), so there it degrades to switch.
+  rest continues them; the splice itself is a switch. Those first k actions are reported with the previous
+  chunk's origin (they are its actions), so the seam is where the new chunk's own actions begin.
+  Autoregressive decoders condition on the forced tokens; parallel decoding cannot (its slots never see an
+  emitted token: forcing would only overwrite slots, the same as switch), so `prefix_tokens_per_step` refuses it.
 
 Requests: at most one in flight, so a chunk is never older than the one playing, and each request is made on
 the newest observation the moment the previous chunk is in (the worker never queues an old observation). `wants_plan(t)` is True when none is in flight and either there is no plan,
@@ -56,12 +58,12 @@ class PlanRequest:
 
 
 class AsyncSplicer:
-    def __init__(self, mode: str = "switch", replan_every: int = 1, ensemble_m: float = 0.01,
+    def __init__(self, mode: str = "switch", replan_every: int | None = 1, ensemble_m: float = 0.01,
                  tokens_per_step: int | None = None, delay_window: int = 8) -> None:
         if mode not in SPLICE_MODES:
             raise ValueError(f"splice mode {mode!r}: must be one of {SPLICE_MODES}")
-        if replan_every < 1:
-            raise ValueError(f"replan_every={replan_every}: must be >= 1")
+        if replan_every is not None and replan_every < 1:
+            raise ValueError(f"replan_every={replan_every}: must be >= 1 (or None: when the chunk runs out)")
         if mode == "prefix" and (tokens_per_step is None or tokens_per_step < 1):
             raise ValueError("splice mode 'prefix' needs tokens_per_step >= 1 (action tokens per control step: the "
                              f"bins tokenizer's action dim), got {tokens_per_step}")
@@ -69,14 +71,16 @@ class AsyncSplicer:
             raise ValueError(f"delay_window={delay_window}: must be >= 1")
         self.mode, self.replan_every, self.tokens_per_step = mode, replan_every, tokens_per_step
         self.ensemble_m, self.delay_window = ensemble_m, delay_window
+        self.executor: ChunkExecutor = (TemporalEnsemble(ensemble_m) if mode == "ensemble" else RecedingHorizon(None))
         self.reset()
 
     def reset(self) -> None:
-        self.executor: ChunkExecutor = (TemporalEnsemble(self.ensemble_m) if self.mode == "ensemble"
-                                        else RecedingHorizon(None))
+        """A new episode (the executor keeps its lifetime count of invalid chunks)."""
+        self.executor.reset()
         self._in_flight: PlanRequest | None = None
         self._last_request_step: int | None = None
         self._plan: tuple[int, int, np.ndarray | None] | None = None  # newest spliced (step, H, ids)
+        self._forced: dict[int, tuple[int, int]] = {}  # step -> (origin step, origin_ns) of a forced action
         self._next_id = 0
         self.delays: collections.deque[int] = collections.deque(maxlen=self.delay_window)
         self.counts: collections.Counter[str] = collections.Counter()
@@ -100,7 +104,7 @@ class AsyncSplicer:
             return False
         if self._plan is None or self._last_request_step is None:
             return True
-        if t - self._last_request_step >= self.replan_every:
+        if self.replan_every is not None and t - self._last_request_step >= self.replan_every:
             return True
         return self.plan_end() - t <= self.delay_estimate
 
@@ -151,15 +155,22 @@ class AsyncSplicer:
             raise ValueError(f"action chunk must be [H, D], got shape {actions.shape}")
         if d >= len(actions):
             return "expired"  # every action of it is in the past
+        # the forced actions are the playing chunk's own: they keep its origin (seams and deadlines alike)
+        forced = {j: self.action(j) for j in range(req.step, req.step + req.forced_steps)}
         if not self.executor.add_plan(req.step, chunk, origin_ns=req.origin_ns):
-            return "invalid"  # never executed; the old plan runs out (vla.chunking's rule)
+            self._last_request_step = None  # never executed; the old plan runs out; ask again at once
+            return "invalid"
         ids = getattr(chunk, "ids", None)
         self._plan = (req.step, len(actions), None if ids is None else np.asarray(ids))
+        self._forced = {j: (st.origin_step, st.origin_ns) for j, st in forced.items() if st is not None}
         return "spliced"
 
     def action(self, t: int) -> ChunkStep | None:
         """The action for step t, or None when no plan covers it (the bridge holds)."""
-        return self.executor.action(t)
+        step = self.executor.action(t)
+        if step is None or t not in self._forced or self._plan is None or step.origin_step != self._plan[0]:
+            return step
+        return ChunkStep(step.action, *self._forced[t])
 
 
 def prefix_tokens_per_step(runtime: Any) -> int:

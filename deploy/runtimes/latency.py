@@ -28,6 +28,7 @@ class DelayedRuntime(Runtime):
         self.inner, self.latency_s = inner, latency_ms / 1000.0
         self.execute_steps = inner.execute_steps
         self.io = getattr(inner, "io", None)  # the transforms, where the runtime has them (token ids per step)
+        self.mode = getattr(inner, "mode", None)  # its decoding mode override, where it has one
 
     @property
     def supports_prefix(self) -> bool:

@@ -149,3 +149,17 @@ def test_every_mode_plays_the_first_chunk_from_its_delay(mode):
     assert xs(sp, [0]) == [None]  # nothing to play while the first chunk computes: hold
     sp.deliver(req, chunk(10), 1)
     assert xs(sp, [1, 2, 3, 4]) == [11.0, 12.0, 13.0, None]
+
+
+def test_prefix_forced_actions_keep_the_previous_chunks_origin():
+    """A chunk back sooner than the delay estimate first plays its forced actions (the old chunk's): the
+    seam (origin change) is where its own actions begin, not where it was spliced."""
+    sp = AsyncSplicer("prefix", replan_every=1, tokens_per_step=D)
+    a = sp.request(0, origin_ns=100)
+    sp.deliver(a, chunk(0, h=6), 2)  # d = 2: the estimate becomes 2
+    req = sp.request(2, origin_ns=300)
+    assert req.forced_steps == 2
+    sp.deliver(req, chunk(50, h=6), 3)  # back after 1 step: index 1 is forced, index 2 its own
+    assert (sp.action(3).origin_step, sp.action(3).origin_ns) == (0, 100)  # forced: chunk A's action
+    assert (sp.action(4).origin_step, sp.action(4).origin_ns) == (2, 300)
+    assert xs(sp, [3, 4]) == [51.0, 52.0]

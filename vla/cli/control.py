@@ -67,6 +67,8 @@ def control_cmd(args: argparse.Namespace) -> int:
     if args.replan_every is not None and args.replan_every < 1:
         raise ValueError(f"--replan-every {args.replan_every}: must be >= 1")
     # the policy first: a bad --checkpoint is reported as such, before any network is touched
+    if args.inject_latency_ms is not None and not args.inject_latency_ms >= 0:
+        raise ValueError(f"--inject-latency-ms {args.inject_latency_ms}: must be >= 0")
     if args.splice != "switch" and not args.async_inference:
         raise ValueError(f"--splice {args.splice} needs --async (synchronous chunks follow --chunk-mode)")
     if args.threads < 0:

@@ -36,6 +36,8 @@ def _handler(args: argparse.Namespace) -> int:
     # render the cameras at the policy's input size by default: that is how `vla sim demos` records training
     # data for it (quickstart), and a 128 px render resized to 64 px is not the same image as a 64 px render
     image_size = args.image_size or int(policy.cfg.vision.image_size)  # sim.TaskConfig checks its range
+    if args.delay_steps is not None and args.delay_steps < 0:
+        raise ValueError(f"--delay-steps {args.delay_steps}: must be >= 0")
     if args.delay_steps is None and args.splice is not None:
         raise ValueError(f"--splice {args.splice} needs --delay-steps (a simulated inference latency)")
     runner = (ChunkedPolicy(policy, execute_steps=args.execute_steps) if args.delay_steps is None else

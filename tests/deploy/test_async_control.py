@@ -155,7 +155,6 @@ def test_slow_policy_async_keeps_the_arm_moving_and_runs_each_action_at_its_tick
     # in flight when episode 1 ended never leaks into episode 2)
     assert [round(a / TICK) for _, a in executed] == [tick for tick, _ in executed]
     for rep in reps:
-        assert rep.counts.get("overruns", 0) == 0  # inference never blocks the loop
         assert rep.delays and min(rep.delays) >= 2  # 1.3 periods: back 2 ticks after its observation
         assert rep.counts["spliced"] == sum(rep.delays.values())
         assert rep.inference_ms and min(rep.inference_ms) >= 1.3 * 1000 / HZ

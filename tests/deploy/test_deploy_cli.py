@@ -69,7 +69,9 @@ def test_control_cmd_expert_end_to_end(make_bridge, tmp_path, capsys):
     import json
 
     rep = json.loads(out.read_text())
-    assert rep["summary"] == {"episodes": 2, "success_rate": 1.0}
+    assert {k: rep["summary"][k] for k in ("episodes", "success_rate")} == {"episodes": 2, "success_rate": 1.0}
+    assert rep["summary"]["inference_ms_p50"] > 0  # the measured latency of the policy
+    assert all(e["inference_ms"]["n"] == e["counts"]["plans"] for e in rep["episodes"])
 
 
 def test_control_reports_a_bad_checkpoint_before_touching_the_network(tmp_path, capsys):

@@ -9,6 +9,9 @@ process and `vla control --async --splice M --inject-latency-ms L` in another, o
 every cell (paired). Latency k periods means the chunk is ready at the k-th tick after its observation:
 every inference is padded to k * period - margin ms (--margin-ms, default 10: the loop observes ~2 ms after
 the robot's tick, so a chunk taking exactly k periods would miss the k-th tick). k = 0 injects nothing.
+With --clock step the cells are `vla eval --delay-steps k --splice M` instead: the sim's step clock,
+deterministic and unpaced, the chunk delivered exactly k steps after its observation ("sync": the arm holds
+k steps, then plays the chunk).
 Resumable: a cell's episode reports are written atomically to <out dir>/<out stem>_cells/ and a re-run
 skips finished cells. Writes the JSON summary (success with Wilson 95% interval, time to success, seam
 jerk, inference latency, holds) and a plot next to it. `prefix` cells need an autoregressive token policy
@@ -67,6 +70,8 @@ def run_cell(args: argparse.Namespace, cells: Path, task: str, k: int, mode: str
     out = cells / f"{name}.json"
     if out.is_file():
         return read_json(out, f"{out}: cell report")
+    if args.clock == "step":
+        return run_step_cell(args, cells, name, task, k, mode, image_size)
     hz = control_hz(task)
     latency_ms = max(0.0, k * 1000.0 / hz - args.margin_ms) if k else 0.0
     log = cells / f"{name}.bridge.log"
@@ -103,6 +108,37 @@ def run_cell(args: argparse.Namespace, cells: Path, task: str, k: int, mode: str
     eps = read_json(cells / f"{name}.episodes.json", f"vla control wrote no report for {name}")["episodes"]
     cell = summarize(task, k, mode, latency_ms, hz, eps)
     cell["wall_s"] = round(wall, 1)
+    atomic_write_json(out, cell)
+    return cell
+
+
+def run_step_cell(args: argparse.Namespace, cells: Path, name: str, task: str, k: int, mode: str,
+                  image_size: int) -> dict:
+    """The same cell on the sim's step clock: `vla eval --delay-steps k --splice mode` (deterministic)."""
+    out, report = cells / f"{name}.json", cells / f"{name}.eval.json"
+    argv = [sys.executable, "-m", "vla.cli", "eval", "--runtime", args.runtime, "--checkpoint", args.checkpoint,
+            "--task", task, "--episodes", str(args.episodes), "--seed", str(args.seed), "--threads", "1",
+            "--image-size", str(image_size), "--delay-steps", str(k), "--splice", mode, "--no-progress",
+            "--report", str(report)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if r.returncode != 0:
+        err = (r.stderr.strip().splitlines() or ["?"])[-1]
+        if mode == "prefix" and "splice='prefix'" in err:
+            cell = {"task": task, "latency_periods": k, "mode": mode, "skipped": err}
+            atomic_write_json(out, cell)
+            return cell
+        raise RuntimeError(f"cell {name} failed (exit {r.returncode}): {err}")
+    rep = read_json(report, f"vla eval wrote no report for {name}")
+    hz = control_hz(task)
+    n, s = rep["episodes"], rep["successes"]
+    lengths = [e["length"] for e in rep["per_episode"] if e["success"]]
+    cell = {"task": task, "latency_periods": k, "mode": mode, "clock": "step", "hz": hz, "episodes": n,
+            "successes": s, "success_rate": s / n, "success_ci95": wilson(s, n),
+            "time_to_success_s": sum(lengths) / len(lengths) / hz if lengths else None,
+            "seam_jerk": rep["seam_jerk"], "seams": rep["seams"], "inference_ms_p50": rep["inference_ms_p50"],
+            "invalid_chunks": rep["invalid_chunks"], "wall_s": round(time.perf_counter() - t0, 1)}
     atomic_write_json(out, cell)
     return cell
 
@@ -176,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=20000, help="first episode seed (the same in every cell)")
     p.add_argument("--margin-ms", type=float, default=10.0)
     p.add_argument("--image-size", type=int, default=None, help="camera size (default: the policy's)")
+    p.add_argument("--clock", choices=["realtime", "step"], default="realtime",
+                   help="realtime: the ZeroMQ bridge at the sim's rate; step: `vla eval --delay-steps` on the sim's "
+                        "step clock (deterministic, unpaced; the latency is exactly k steps)")
     p.add_argument("--workers", type=int, default=2, help="cells run at once (each: a bridge + a control process)")
     p.add_argument("--out", default="benchmarks/async.json")
     args = p.parse_args(argv)
@@ -198,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = list(pool.map(one, jobs))
     result = {"what": "sync vs async chunk inference over the real-time bridge at injected latencies",
               "command": "python scripts/bench_async.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "clock": args.clock,
               "checkpoint": args.checkpoint, "runtime": args.runtime, "episodes": args.episodes, "seed": args.seed,
               "margin_ms": args.margin_ms, "cells": cells}
     atomic_write_json(out, result)

@@ -168,6 +168,25 @@ def summarize(task: str, k: int, mode: str, latency_ms: float, hz: float, eps: l
             "inference_ms_p50": float(np.median(lat)) if lat else None, "delay_ticks": delays, "counts": counts}
 
 
+def table(cells: list[dict], tasks: list[str], latencies: list[int], modes: list[str]) -> str:
+    """Markdown: one row per (task, latency), per mode 'successes/episodes (seam jerk)'."""
+    by = {(c["task"], c["latency_periods"], c["mode"]): c for c in cells}
+    lines = ["| task | latency (periods) | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
+    for task in tasks:
+        for k in latencies:
+            row = []
+            for m in modes:
+                c = by.get((task, k, m))
+                if c is None or "skipped" in c:
+                    row.append("n/a")
+                    continue
+                jerk = "-" if c["seam_jerk"] is None else f"{c['seam_jerk'] * 1e3:.2f}"
+                tts = "" if c["time_to_success_s"] is None else f", {c['time_to_success_s']:.1f} s"
+                row.append(f"{c['successes']}/{c['episodes']} ({jerk}{tts})")
+            lines.append(f"| {task} | {k} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(cells: list[dict], path: Path, tasks: list[str], modes: list[str]) -> None:
     import matplotlib
 
@@ -242,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
               "margin_ms": args.margin_ms, "cells": cells}
     atomic_write_json(out, result)
     plot(cells, out.with_suffix(".png"), args.tasks, args.modes)
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    md = table(cells, args.tasks, args.latencies, args.modes)
+    out.with_suffix(".md").write_text(md)
+    print(md + f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.md')} "
+          "(cells: successes/episodes (seam jerk x 1e3, mean time to success))")
     return 0
 
 

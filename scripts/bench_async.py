@@ -21,7 +21,6 @@ jerk, inference latency, holds) and a plot next to it. `prefix` cells need an au
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -32,37 +31,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vla.cli.quickstart import _bridge_hz as control_hz  # noqa: E402
+from vla.cli.quickstart import _wait_for_endpoint as wait_endpoint  # noqa: E402
+from vla.evaluation import wilson_interval  # noqa: E402
 from vla.io import atomic_write_json, read_json  # noqa: E402
 
 MODES = ("sync", "switch", "ensemble", "prefix")
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    if n == 0:
-        return [0.0, 1.0]
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return [max(0.0, c - h), min(1.0, c + h)]
+def wilson(k: int, n: int) -> list[float]:
+    return [0.0, 1.0] if n == 0 else list(wilson_interval(k, n))
 
 
-def control_hz(task: str) -> float:
-    import sim
-
-    return float(sim.registry.task_entry(task).default_config().control_hz)
-
-
-def wait_endpoint(proc: subprocess.Popen, log: Path, timeout_s: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            if line.startswith("bridge serving") and " on " in line:
-                return line.split(" on ", 1)[1].split()[0]
-        if proc.poll() is not None:
-            raise RuntimeError(f"vla bridge exited with code {proc.returncode}; see {log}")
-        time.sleep(0.2)
-    raise RuntimeError(f"vla bridge did not serve within {timeout_s:g} s; see {log}")
+def skipped_cell(out: Path, name: str, task: str, k: int, mode: str, r: subprocess.CompletedProcess) -> dict:
+    """A failed child: a prefix cell the policy cannot run is recorded as skipped (with vla's reason), else an error."""
+    err = (r.stderr.strip().splitlines() or ["?"])[-1]
+    if mode == "prefix" and "splice='prefix'" in err:
+        cell = {"task": task, "latency_periods": k, "mode": mode, "skipped": err}
+        atomic_write_json(out, cell)
+        return cell
+    raise RuntimeError(f"cell {name} failed (exit {r.returncode}): {err}")
 
 
 def run_cell(args: argparse.Namespace, cells: Path, task: str, k: int, mode: str, image_size: int) -> dict:
@@ -81,7 +69,7 @@ def run_cell(args: argparse.Namespace, cells: Path, task: str, k: int, mode: str
         bridge = subprocess.Popen(py + ["bridge", "--task", task, "--bind", "tcp://127.0.0.1:*", "--image-size",
                                         str(image_size)], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        endpoint = wait_endpoint(bridge, log)
+        endpoint = wait_endpoint(bridge, log, timeout_s=180.0)
         argv = py + ["control", "--runtime", args.runtime, "--checkpoint", args.checkpoint, "--connect", endpoint,
                      "--episodes", str(args.episodes), "--seed", str(args.seed), "--timeout", "5",
                      "--threads", "1", "--out", str(cells / f"{name}.episodes.json")]
@@ -99,12 +87,7 @@ def run_cell(args: argparse.Namespace, cells: Path, task: str, k: int, mode: str
         except subprocess.TimeoutExpired:
             bridge.kill()
     if r.returncode != 0:
-        err = (r.stderr.strip().splitlines() or ["?"])[-1]
-        if mode == "prefix" and "splice='prefix'" in err:
-            cell = {"task": task, "latency_periods": k, "mode": mode, "skipped": err}
-            atomic_write_json(out, cell)
-            return cell
-        raise RuntimeError(f"cell {name} failed (exit {r.returncode}): {err}")
+        return skipped_cell(out, name, task, k, mode, r)
     eps = read_json(cells / f"{name}.episodes.json", f"vla control wrote no report for {name}")["episodes"]
     cell = summarize(task, k, mode, latency_ms, hz, eps)
     cell["wall_s"] = round(wall, 1)
@@ -124,12 +107,7 @@ def run_step_cell(args: argparse.Namespace, cells: Path, name: str, task: str, k
     t0 = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
     if r.returncode != 0:
-        err = (r.stderr.strip().splitlines() or ["?"])[-1]
-        if mode == "prefix" and "splice='prefix'" in err:
-            cell = {"task": task, "latency_periods": k, "mode": mode, "skipped": err}
-            atomic_write_json(out, cell)
-            return cell
-        raise RuntimeError(f"cell {name} failed (exit {r.returncode}): {err}")
+        return skipped_cell(out, name, task, k, mode, r)
     rep = read_json(report, f"vla eval wrote no report for {name}")
     hz = control_hz(task)
     n, s = rep["episodes"], rep["successes"]

@@ -48,7 +48,7 @@ from deploy.client import BridgeClient, BridgeTimeout, ObsReply
 from deploy.planner import AsyncPlanner
 from vla.chunking import MODES, make_executor
 from vla.runtime import Runtime
-from vla.splicing import SPLICE_MODES, AsyncSplicer, prefix_tokens_per_step
+from vla.splicing import SPLICE_MODES, AsyncSplicer, SeamMeter, prefix_tokens_per_step
 
 
 class BridgeUnavailable(RuntimeError):
@@ -198,7 +198,7 @@ class ControlLoop:
         start = time.monotonic_ns()
         next_tick, last_tick, last_seq, t = start, None, -1, 0
         carried: ObsReply | None = None  # lock-step: the observation the last act's reply carried
-        sent: tuple[int, np.ndarray] | None = None  # (origin step, motion) of the last action sent
+        seams = SeamMeter(rep.seam_sq, rep.step_sq)  # over the actions sent
         success = o.success
         aligned = self._aligned_start(o)
         if aligned is not None:  # phase-lock: observe right after the robot's tick, act before its next one
@@ -239,13 +239,7 @@ class ControlLoop:
                 counts["timeouts" if r is None else r.status] += 1
                 if r is not None:
                     carried = r.obs
-                motion = np.asarray(step.action[:6], dtype=np.float64)
-                if sent is not None:
-                    sq = float(np.sum((motion - sent[1]) ** 2))
-                    rep.step_sq.append(sq)
-                    if step.origin_step != sent[0]:
-                        rep.seam_sq.append(sq)
-                sent = (step.origin_step, motion)
+                seams.add(step)
             t += 1
             next_tick, missed = self._sleep(next_tick, counts)
             t += plans.skip(missed)

@@ -16,6 +16,7 @@ the previous gripper command); such chunks are counted in `invalid_chunks`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ import numpy as np
 from vla.chunking import RecedingHorizon
 from vla.progress import progress
 from vla.runtime import ACTION_DIM
-from vla.splicing import AsyncSplicer, prefix_tokens_per_step
+from vla.splicing import AsyncSplicer, SeamMeter, prefix_tokens_per_step
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -111,7 +112,7 @@ class DelayedChunkPolicy(ChunkedPolicy):
             raise ValueError(f"splice={splice!r}: must be sync, switch, ensemble or prefix")
         self.delay_steps, self.splice, self.ensemble_m = int(delay_steps), splice, ensemble_m
         tokens = prefix_tokens_per_step(runtime) if splice == "prefix" else None
-        self.seam_sq: list[float] = []  # squared motion change at each chunk seam, over every episode
+        self.seams = SeamMeter()  # squared motion change at each chunk seam, over every episode
         steps = runtime.execute_steps if execute_steps is None else execute_steps
         # one splicer for every episode (its executor counts invalid chunks over the runner's lifetime);
         # execute_steps None = re-plan when the chunk runs out, as the synchronous runner does
@@ -127,7 +128,7 @@ class DelayedChunkPolicy(ChunkedPolicy):
         if self.splicer is not None:
             self.splicer.reset()
         self._due: tuple[int, Any, Any] | None = None  # (delivery step, request, chunk) being "computed"
-        self._last: tuple[int, np.ndarray] | None = None  # (origin step, motion) of the last action played
+        self.seams.new_episode()
 
     def _infer(self, obs: dict[str, Any], prefix_ids: Any = None) -> Any:
         t0 = time.perf_counter()
@@ -172,10 +173,7 @@ class DelayedChunkPolicy(ChunkedPolicy):
             action[-1] = self._gripper
         else:
             action = np.asarray(step.action, dtype=np.float32)
-            motion = action[:6].astype(np.float64)
-            if self._last is not None and self._last[0] != step.origin_step:
-                self.seam_sq.append(float(np.sum((motion - self._last[1]) ** 2)))
-            self._last = (step.origin_step, motion)
+            self.seams.add(dataclasses.replace(step, action=action))  # the float32 action the env gets
         self._gripper = float(action[-1])
         self._t += 1
         self.step_ms.append((time.perf_counter() - t0) * 1e3)
@@ -252,8 +250,8 @@ def evaluate(policy: Any, make_env: Callable[[], Any], episodes: int, seed: int 
             "invalid_chunks": policy.invalid_chunks, "execute_steps": policy.execute_steps,
         })
     if isinstance(policy, DelayedChunkPolicy):
-        report.update({"delay_steps": policy.delay_steps, "splice": policy.splice, "seams": len(policy.seam_sq),
-                       "seam_jerk": float(np.mean(policy.seam_sq)) if policy.seam_sq else None})
+        report.update({"delay_steps": policy.delay_steps, "splice": policy.splice, "seams": len(policy.seams.seam_sq),
+                       "seam_jerk": float(np.mean(policy.seams.seam_sq)) if policy.seams.seam_sq else None})
     if expert_rate is not None:
         report["expert_success_rate"] = expert_rate
         report["relative_to_expert"] = (k / episodes) / expert_rate if expert_rate > 0 else None

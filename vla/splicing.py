@@ -191,3 +191,27 @@ def prefix_tokens_per_step(runtime: Any) -> int:
         raise ValueError(f"splice='prefix' needs autoregressive decoding; this runtime decodes {mode!r}, whose "
                          "slots never see an emitted token (forced slots would be the same as splice='switch')")
     return a.dim
+
+
+class SeamMeter:
+    """Squared change of the commanded motion (the 6 translation/rotation components; gripper excluded) between
+    consecutive actions, and at seams: where the chunk an action came from (`origin_step`) changes. Shared by
+    the control loop's episode report and `vla eval`'s simulated latency. `new_episode()` forgets the last
+    action (no seam across episodes); the lists keep growing."""
+
+    def __init__(self, seam_sq: list[float] | None = None, step_sq: list[float] | None = None) -> None:
+        self.seam_sq = [] if seam_sq is None else seam_sq
+        self.step_sq = [] if step_sq is None else step_sq
+        self._last: tuple[int, np.ndarray] | None = None
+
+    def new_episode(self) -> None:
+        self._last = None
+
+    def add(self, step: ChunkStep) -> None:
+        motion = np.asarray(step.action[:6], dtype=np.float64)
+        if self._last is not None:
+            sq = float(np.sum((motion - self._last[1]) ** 2))
+            self.step_sq.append(sq)
+            if step.origin_step != self._last[0]:
+                self.seam_sq.append(sq)
+        self._last = (step.origin_step, motion)

@@ -163,3 +163,20 @@ def test_prefix_forced_actions_keep_the_previous_chunks_origin():
     assert (sp.action(3).origin_step, sp.action(3).origin_ns) == (0, 100)  # forced: chunk A's action
     assert (sp.action(4).origin_step, sp.action(4).origin_ns) == (2, 300)
     assert xs(sp, [3, 4]) == [51.0, 52.0]
+
+
+def test_seam_meter_hand_computed():
+    from vla.chunking import ChunkStep
+    from vla.splicing import SeamMeter
+
+    m = SeamMeter()
+    a = np.zeros(7)
+    for origin, x, grip in ((0, 0.0, -1), (0, 0.1, 1), (2, 0.4, 1)):
+        a = np.zeros(7)
+        a[0], a[6] = x, grip
+        m.add(ChunkStep(a, origin, 0))
+    assert m.step_sq == pytest.approx([0.01, 0.09])  # the gripper's -1 -> 1 does not count
+    assert m.seam_sq == pytest.approx([0.09])  # only where the origin changed
+    m.new_episode()
+    m.add(ChunkStep(np.ones(7), 5, 0))
+    assert len(m.seam_sq) == 1 and len(m.step_sq) == 2  # no seam across episodes

@@ -29,7 +29,8 @@ from vla.configs import load_yaml
 # OpenVLA's prompt; `{instruction}` is the task string as given (stripped, not lower-cased).
 OPENVLA_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 
-PROJECTOR_TYPES = ("linear", "mlp", "pixel_shuffle", "resampler")
+PROJECTOR_TYPES = ("linear", "mlp", "pixel_shuffle", "resampler", "fused_gelu_mlp")
+RESIZE_MODES = ("bilinear", "bicubic", "letterbox", "resize_crop")
 DECODING_MODES = ("autoregressive", "parallel")
 CONFIG_FORMAT = "vla-policy/2"
 
@@ -51,12 +52,52 @@ class VisionConfig:
     image_size: int = 64  # square input resolution fed to the tower (images are resized to it)
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    drop_cls: bool = False  # drop the first output token (CLIP-style towers prepend a CLS token)
+    drop_cls: bool = False  # drop the prefix tokens: CLS (CLIP-style towers), CLS + registers (DINOv2-reg)
     # CoordConv: append x and y pixel-coordinate channels (in [-1, 1]) to the image, so features know exactly
     # where in the image they are (a conv net alone is nearly translation-equivariant); built-from-config only
     coord_channels: bool = True
+    # the tower's final LayerNorm on its output; False: the last block's output as is (Prismatic / OpenVLA
+    # read the second-to-last block without a norm: `vla convert openvla` keeps the blocks up to it)
+    post_norm: bool = True
+    # image -> S x S: "bilinear" (antialiased, as torch), "bicubic" (PIL's, as Prismatic's `resize-naive`),
+    # "letterbox" (pad to a square with `letterbox_fill`, then PIL bicubic + centre crop, Prismatic's `letterbox`),
+    # "resize_crop" (PIL bicubic of the shorter side to S, then centre crop: Prismatic's `resize-crop`)
+    resize: str = "bilinear"
+    letterbox_fill: tuple[int, int, int] | None = None  # letterbox only: the RGB pad value
+    # a second tower on the same image whose features are concatenated per patch (Prismatic's fused
+    # DINOv2 + SigLIP); its own image_mean / image_std normalize its three channels of pixel_values
+    fused: VisionConfig | None = None
+
+    @property
+    def channels(self) -> int:
+        """Channels of pixel_values per camera: 3 per tower (a fused pair is normalized twice), + CoordConv."""
+        return 3 * (1 + (self.fused is not None))
 
     def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise _err("VisionConfig", "resize", self.resize, f"must be one of {RESIZE_MODES}")
+        if (self.resize == "letterbox") != (self.letterbox_fill is not None):
+            raise _err("VisionConfig", "letterbox_fill", self.letterbox_fill,
+                       "is needed by resize 'letterbox' and only applies to it")
+        if self.letterbox_fill is not None:
+            fill = tuple(int(x) for x in self.letterbox_fill)
+            if len(fill) != 3 or not all(0 <= x <= 255 for x in fill):
+                raise _err("VisionConfig", "letterbox_fill", self.letterbox_fill, "needs 3 values in [0, 255]")
+            object.__setattr__(self, "letterbox_fill", fill)
+        if isinstance(self.fused, dict):
+            _check_keys("VisionConfig.fused", VisionConfig, self.fused)
+            object.__setattr__(self, "fused", VisionConfig(**self.fused))
+        if self.fused is not None:
+            f = self.fused
+            if f.fused is not None:
+                raise _err("VisionConfig", "fused.fused", f.fused, "only two towers can be fused")
+            if f.image_size != self.image_size:
+                raise _err("VisionConfig", "fused.image_size", f.image_size,
+                           f"must equal image_size={self.image_size} (both towers see one resized image)")
+            if self.coord_channels or f.coord_channels:
+                raise _err("VisionConfig", "coord_channels", True, "does not combine with a fused tower")
+            if (f.resize, f.letterbox_fill) != (self.resize, self.letterbox_fill):
+                raise _err("VisionConfig", "fused.resize", f.resize, f"must equal resize={self.resize!r}")
         if self.coord_channels and self.pretrained is not None:
             raise _err("VisionConfig", "coord_channels", True,
                        "needs a tower built from hf_config (a pretrained tower's first layer takes 3 channels)")
@@ -119,16 +160,29 @@ class LMConfig:
 @dataclass(frozen=True)
 class TextConfig:
     """Text tokenizer: `embedded` = a small byte-level BPE trained with `tokenizers` and saved with the
-    checkpoint; `pretrained` = `AutoTokenizer` from `path` (default: the LM's pretrained dir)."""
+    checkpoint; `pretrained` = `AutoTokenizer` from `path` (default: the LM's pretrained dir);
+    `tokenizer_json` = a checkpoint's own `tokenizer.json` run by the `tokenizers` library as is, with
+    `bos_id` prepended (what a Llama fast tokenizer does; converted OpenVLA checkpoints)."""
 
     kind: str = "embedded"
     vocab_size: int = 512  # embedded only: BPE vocabulary (>= 256 byte symbols + specials)
     path: str | None = None
     prompt_len: int = 48  # prompts are left-padded / must fit into this many tokens
+    bos_id: int | None = None  # tokenizer_json only: prepended to every prompt (None: none)
+    pad_id: int | None = None  # tokenizer_json only: the left-padding id (never attended)
+    lowercase: bool = False  # lower-case the instruction before it fills the template (OpenVLA's prompt)
+    # ids appended to every prompt unless it already ends with them (OpenVLA: 29871, Llama-2's empty "▁")
+    suffix_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("embedded", "pretrained"):
-            raise _err("TextConfig", "kind", self.kind, "must be 'embedded' or 'pretrained'")
+        if self.kind not in ("embedded", "pretrained", "tokenizer_json"):
+            raise _err("TextConfig", "kind", self.kind, "must be 'embedded', 'pretrained' or 'tokenizer_json'")
+        object.__setattr__(self, "suffix_ids", tuple(int(i) for i in self.suffix_ids))
+        for name in ("bos_id", "pad_id"):
+            if self.kind != "tokenizer_json" and getattr(self, name) is not None:
+                raise _err("TextConfig", name, getattr(self, name), "only applies to kind 'tokenizer_json'")
+        if self.kind == "tokenizer_json" and self.pad_id is None:
+            raise _err("TextConfig", "pad_id", None, "kind 'tokenizer_json' needs a padding id")
         if self.kind == "embedded" and self.vocab_size < 264:
             raise _err("TextConfig", "vocab_size", self.vocab_size, "byte-level BPE needs >= 264 (256 bytes + specials)")
         if self.kind == "embedded" and self.path is not None:
@@ -168,6 +222,12 @@ class ActionConfig:
     # actions of each chunk executed before re-planning, the default of `vla eval` and `vla control`
     # (None: all H, open loop); the checkpoint carries the value its policy was evaluated with
     execute_steps: int | None = 2
+    # one past the last action id (None: the end of the LM vocabulary, vla's layout). OpenVLA: 32000, the
+    # last n_bins ids of Llama-2's text vocabulary, which it overwrites (the 64 padding rows follow them)
+    block_end: int | None = None
+    # restrict logits to the action block in the loss and when decoding (vla's default); False decodes the
+    # argmax over the whole vocabulary as OpenVLA does (an id outside the block makes the chunk invalid)
+    restrict_logits: bool = True
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("bins", "fast"):
@@ -190,10 +250,12 @@ class ActionConfig:
                 raise _err("ActionConfig", name, getattr(self, name), "must be >= 1")
         if self.n_bins < 2:
             raise _err("ActionConfig", "n_bins", self.n_bins, "must be >= 2")
-        if self.norm_mode not in ("bounds_q99", "mean_std", "min_max"):
-            raise _err("ActionConfig", "norm_mode", self.norm_mode, "must be bounds_q99, mean_std or min_max")
+        if self.norm_mode not in ("bounds_q99", "mean_std", "min_max", "openvla"):
+            raise _err("ActionConfig", "norm_mode", self.norm_mode, "must be bounds_q99, mean_std, min_max or openvla")
         if self.execute_steps is not None and not 1 <= self.execute_steps <= self.horizon:
             raise _err("ActionConfig", "execute_steps", self.execute_steps, f"must be in [1, horizon={self.horizon}] or null")
+        if self.block_end is not None and self.block_end < self.num_reserved_ids:
+            raise _err("ActionConfig", "block_end", self.block_end, f"must be >= the {self.num_reserved_ids} action ids")
 
     @property
     def steps_per_plan(self) -> int:
@@ -263,8 +325,15 @@ class VLAConfig:
     visual_pos_embed: bool = True
     aux: AuxConfig | None = field(default_factory=AuxConfig)
     film: FiLMConfig | None = field(default_factory=FiLMConfig)
+    # the prompt's BOS token goes before the visual tokens, the rest of the prompt after them (Prismatic /
+    # OpenVLA: [BOS][visual][prompt][actions]); False: [visual][prompt with its BOS][state][actions]
+    bos_before_visual: bool = False
 
     def __post_init__(self) -> None:
+        if self.bos_before_visual and self.text.kind != "tokenizer_json":
+            raise _err("VLAConfig", "bos_before_visual", True, "needs text.kind 'tokenizer_json' (a known bos_id)")
+        if self.bos_before_visual and self.text.bos_id is None:
+            raise _err("VLAConfig", "bos_before_visual", True, "needs text.bos_id")
         if not self.cameras:
             raise _err("VLAConfig", "cameras", self.cameras, "need at least one camera")
         if len(set(self.cameras)) != len(self.cameras):
@@ -287,8 +356,12 @@ class VLAConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["cameras"] = list(self.cameras)
-        d["vision"]["image_mean"] = list(self.vision.image_mean)
-        d["vision"]["image_std"] = list(self.vision.image_std)
+        for v in (d["vision"], d["vision"]["fused"]):
+            if v is not None:
+                v["image_mean"], v["image_std"] = list(v["image_mean"]), list(v["image_std"])
+                if v["letterbox_fill"] is not None:
+                    v["letterbox_fill"] = list(v["letterbox_fill"])
+        d["text"]["suffix_ids"] = list(self.text.suffix_ids)
         return d
 
     @classmethod

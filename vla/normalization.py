@@ -10,6 +10,10 @@ Modes, applied where `mask` is True (elsewhere values pass through unchanged):
   which saturate at +-1. The inverse is exact for values that were inside [q01, q99].
 - `mean_std`: `(x - mean) / (std + eps)`.
 - `min_max`: `2 * (x - min) / (max - min + eps) - 1` (not clipped).
+- `openvla`: `bounds_q99` computed with exactly the float64 operations of OpenVLA's reference code
+  (`predict_action`: `0.5 * (y + 1) * (q99 - q01) + q01` where the mask is set), so a converted
+  checkpoint's actions equal the reference's bit for bit; `bounds_q99` folds the same map into one
+  scale and offset, which differs from it in the last bits.
 `eps = 1e-8` keeps a zero-range dimension (a constant joint, an unused axis) finite: it maps to -1
 (bounds/min-max) or 0 (mean/std) instead of NaN.
 
@@ -29,7 +33,7 @@ import numpy as np
 from vla.io import atomic_write_text, read_json
 
 EPS = 1e-8
-MODES = ("bounds_q99", "mean_std", "min_max")
+MODES = ("bounds_q99", "mean_std", "min_max", "openvla")
 _STAT_KEYS = ("min", "max", "mean", "std", "q01", "q99")
 
 
@@ -101,7 +105,7 @@ class Normalizer:
         if m.shape != (d,) or m.dtype.kind != "b":
             raise ValueError(f"mask must be a bool array of shape ({d},), got {m.dtype} {m.shape}")
         self.mask = m.astype(bool)
-        if mode == "bounds_q99":
+        if mode in ("bounds_q99", "openvla"):
             lo, hi = stats.q01, stats.q99
             scale, offset = 2.0 / (hi - lo + EPS), lo
         elif mode == "min_max":
@@ -114,7 +118,7 @@ class Normalizer:
         self._offset = np.where(self.mask, offset, 0.0)
         self._scale = np.where(self.mask, scale, 1.0)
         self._shift = np.where(self.mask, shift, 0.0)
-        self._clip = mode == "bounds_q99"
+        self._clip = mode in ("bounds_q99", "openvla")
 
     @property
     def dim(self) -> int:
@@ -128,6 +132,10 @@ class Normalizer:
 
     def normalize(self, x: Any) -> Any:
         x = self._check(x, "input")
+        if self.mode == "openvla":  # OpenVLA's data pipeline: 2 * (x - low) / (high - low + 1e-8) - 1, clipped
+            lo, hi = self.stats.q01, self.stats.q99
+            y = np.where(self.mask, np.clip(2 * (x - lo) / (hi - lo + EPS) - 1, -1.0, 1.0), x)
+            return y.astype(x.dtype, copy=False)
         y = (x - self._offset) * self._scale + self._shift
         if self._clip:
             y = np.where(self.mask, np.clip(y, -1.0, 1.0), y)
@@ -135,6 +143,10 @@ class Normalizer:
 
     def unnormalize(self, y: Any) -> Any:
         y = self._check(y, "normalized input")
+        if self.mode == "openvla":  # the reference's predict_action, operation for operation
+            lo, hi = self.stats.q01, self.stats.q99
+            x = np.where(self.mask, 0.5 * (y + 1) * (hi - lo) + lo, y)
+            return x.astype(y.dtype, copy=False)
         x = (y - self._shift) / self._scale + self._offset
         return x.astype(y.dtype, copy=False)
 

@@ -59,15 +59,35 @@ def build_action_tokenizer(cfg: VLAConfig, vocab_size: int, saved: dict[str, Any
     if saved:
         return tokenizer_from_config(saved)
     a = cfg.action
-    if a.tokenizer == "bins":
-        return BinActionTokenizer(vocab_size=vocab_size, n_bins=a.n_bins, low=-1.0, high=1.0)
+    if a.tokenizer == "bins":  # ids end at block_end (OpenVLA: inside the text vocabulary) or the vocabulary's end
+        return BinActionTokenizer(vocab_size=a.block_end or vocab_size, n_bins=a.n_bins, low=-1.0, high=1.0)
     return FastActionTokenizer(vocab_size=vocab_size, action_dim=a.dim, horizon=a.horizon, n_tokens=a.fast.tokens,
                                scale=a.fast.scale)
 
 
 def build_prompt(cfg: VLAConfig, text: TextTokenizer, instruction: str) -> list[int]:
-    """Token ids of the policy's prompt for `instruction` (the template filled in, BOS first where it has one)."""
-    return text.encode(cfg.prompt_template.format(instruction=instruction.strip()))
+    """Token ids of the policy's prompt for `instruction`: the template filled in (lower-cased first with
+    `text.lowercase`), BOS first where the tokenizer has one, `text.suffix_ids` last unless the prompt
+    already ends with them. With `bos_before_visual` the BOS is left out: the model puts it before the
+    visual tokens itself."""
+    instruction = instruction.strip()
+    if cfg.text.lowercase:
+        instruction = instruction.lower()
+    ids = text.encode(cfg.prompt_template.format(instruction=instruction))
+    suffix = list(cfg.text.suffix_ids)
+    if suffix and ids[-len(suffix):] != suffix:
+        ids = ids + suffix
+    if cfg.bos_before_visual:
+        if not ids or ids[0] != text.bos_id:
+            raise ValueError(f"bos_before_visual: the prompt does not start with BOS id {text.bos_id}")
+        ids = ids[1:]
+    return ids
+
+
+def load_text_tokenizer(directory: str | Path, cfg: VLAConfig, text_vocab_size: int) -> TextTokenizer:
+    """The checkpoint's text tokenizer, whatever its kind (`vla.config.TextConfig`)."""
+    t = cfg.text
+    return TextTokenizer.load(directory, t.kind, text_vocab_size, bos_id=t.bos_id, pad_id=t.pad_id)
 
 
 # ---- image transforms -------------------------------------------------------------------------
@@ -108,6 +128,67 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     f = np.einsum("sw,...hwc->...hsc", wx, f)  # width first
     f = np.einsum("sh,...hwc->...swc", wy, f)
     return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+def _pil_bicubic(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((width, height), resample=Image.Resampling.BICUBIC))
+
+
+def resize_bicubic(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [..., H, W, 3] -> uint8 [..., size, size, 3] by PIL's bicubic resize: what torchvision's
+    `resize(PIL image, (size, size), BICUBIC)` does inside Prismatic's `resize-naive` processor."""
+    x = _check_uint8(images)
+    if x.shape[-3:-1] == (size, size):
+        return x.copy()
+    flat = x.reshape(-1, *x.shape[-3:])
+    return np.stack([_pil_bicubic(im, size, size) for im in flat]).reshape(*x.shape[:-3], size, size, 3)
+
+
+def letterbox(images: np.ndarray, size: int, fill: Sequence[int] | None) -> np.ndarray:
+    """Prismatic's `letterbox` strategy, as its processor computes it on a PIL image: pad to a square with
+    `fill` (int((max - w) / 2) columns left and right, likewise rows, so an odd difference leaves it one
+    short), then torchvision's Resize(size) of the shorter side (the longer one int(size * long / short))
+    by PIL bicubic, then its centre crop to size x size. fill=None skips the padding (`resize-crop`)."""
+    x = _check_uint8(images)
+    flat = x.reshape(-1, *x.shape[-3:])
+    out = []
+    for im in flat:
+        h, w = im.shape[:2]
+        m = max(h, w)
+        cols, rows = (int((m - w) / 2), int((m - h) / 2)) if fill is not None else (0, 0)  # per side
+        padded = np.empty((h + 2 * rows, w + 2 * cols, 3), dtype=np.uint8)
+        padded[...] = np.asarray(fill if fill is not None else (0, 0, 0), dtype=np.uint8)
+        padded[rows:rows + h, cols:cols + w] = im
+        h2, w2 = padded.shape[:2]
+        if (h2, w2) != (size, size):
+            if w2 <= h2:
+                nw, nh = size, int(size * h2 / w2)
+            else:
+                nh, nw = size, int(size * w2 / h2)
+            if (nh, nw) != (h2, w2):
+                padded = _pil_bicubic(padded, nw, nh)
+        h3, w3 = padded.shape[:2]
+        top, left = int(round((h3 - size) / 2.0)), int(round((w3 - size) / 2.0))
+        out.append(padded[top:top + size, left:left + size])
+    return np.stack(out).reshape(*x.shape[:-3], size, size, 3)
+
+
+def resize_for(vision: Any, images: np.ndarray) -> np.ndarray:
+    """uint8 [..., H, W, 3] -> [..., S, S, 3] the way `vision` (a `VisionConfig`) says: its `resize` mode."""
+    if vision.resize == "bicubic":
+        return resize_bicubic(images, vision.image_size)
+    if vision.resize in ("letterbox", "resize_crop"):
+        return letterbox(images, vision.image_size, vision.letterbox_fill)
+    return resize_images(images, vision.image_size)
+
+
+def _check_uint8(images: np.ndarray) -> np.ndarray:
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim < 3 or x.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 [..., H, W, 3], got {x.dtype} {x.shape}")
+    return x
 
 
 def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -169,7 +250,7 @@ class PolicyIO:
         """From a checkpoint dir (or an export's weightless policy/ dir): config.json, tokenizer, norm_stats.json."""
         meta = meta or read_meta(directory)
         directory = Path(directory)
-        text = TextTokenizer.load(directory, meta.cfg.text.kind, meta.text_vocab_size)
+        text = load_text_tokenizer(directory, meta.cfg, meta.text_vocab_size)
         if meta.cfg.action.tokenizer == "fast" and not meta.action_tokenizer:
             raise ValueError(f"{directory}/config.json: the FAST action tokenizer was never fitted (no training)")
         tok = build_action_tokenizer(meta.cfg, meta.vocab_size, meta.action_tokenizer)
@@ -198,11 +279,16 @@ class PolicyIO:
         return pad_prompts([self.prompt_ids(s) for s in instructions], self.cfg.text.prompt_len, self.text.pad_id)
 
     def pixels(self, small: np.ndarray) -> np.ndarray:
-        """uint8 [B, C, S, S, 3] (already resized) or float01 [B, C, 3, S, S] -> normalized float32 [B, C, 3, S, S]."""
-        return normalize_images(small, self.cfg.vision.image_mean, self.cfg.vision.image_std)
+        """uint8 [B, C, S, S, 3] (already resized) or float01 [B, C, 3, S, S] -> normalized float32
+        [B, C, 3, S, S]; with a fused tower [B, C, 6, S, S], the image normalized by each tower's mean/std."""
+        v = self.cfg.vision
+        x = normalize_images(small, v.image_mean, v.image_std)
+        if v.fused is None:
+            return x
+        return np.concatenate([x, normalize_images(small, v.fused.image_mean, v.fused.image_std)], axis=-3)
 
     def resize(self, images: np.ndarray) -> np.ndarray:
-        return resize_images(images, self.cfg.vision.image_size)
+        return resize_for(self.cfg.vision, images)
 
     def state(self, states: np.ndarray) -> np.ndarray:
         """Raw proprio [B, S] -> normalized float32 [B, S]."""
@@ -262,7 +348,10 @@ class PolicyIO:
         kept = None
         if self.cfg.action.tokenizer == "bins":
             arr = np.asarray(ids)
-            dec = self.action_tokenizer.decode(arr.reshape(-1, h, d), strict=False)  # valid [B, H]
+            # openvla: the float64 bin centres, then the reference's float64 unnormalization (exact actions)
+            exact = self.normalizers["action"].mode == "openvla"
+            dec = self.action_tokenizer.decode(arr.reshape(-1, h, d), strict=False,
+                                               dtype=np.float64 if exact else np.float32)  # valid [B, H]
             kept = arr.astype(np.int64).reshape(-1, h * d)  # [B, n], a copy the caller cannot mutate
             valid = dec.valid.all(axis=1)
         else:

@@ -81,9 +81,33 @@ class TextTokenizer:
         return cls("pretrained", tok, len(tok), pad_id=pad, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
 
     @classmethod
-    def load(cls, directory: str | Path, kind: str, vocab_size: int) -> TextTokenizer:
-        """Load what `save` wrote into a checkpoint directory."""
+    def from_tokenizer_json(cls, path: str | Path, vocab_size: int, bos_id: int | None, pad_id: int,
+                            eos_id: int | None = None) -> TextTokenizer:
+        """A `tokenizer.json` run by the `tokenizers` library as is (no transformers), `bos_id` prepended:
+        what transformers' fast Llama tokenizer computes from the same file (converted OpenVLA checkpoints)."""
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the checkpoint's tokenizer.json is missing")
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # the Rust library's errors name no file
+            raise ValueError(f"{path}: cannot be read by the tokenizers library ({e})") from None
+        for name, i in (("bos_id", bos_id), ("pad_id", pad_id)):
+            if i is not None and tok.id_to_token(int(i)) is None:
+                raise ValueError(f"{path}: TextConfig.{name}={i} is not an id of this tokenizer")
+        return cls("tokenizer_json", tok, vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
+
+    @classmethod
+    def load(cls, directory: str | Path, kind: str, vocab_size: int, bos_id: int | None = None,
+             pad_id: int | None = None) -> TextTokenizer:
+        """Load what `save` wrote into a checkpoint directory (`bos_id` / `pad_id`: kind tokenizer_json)."""
         directory = Path(directory)
+        if kind == "tokenizer_json":
+            if pad_id is None:
+                raise ValueError("TextConfig.kind='tokenizer_json' needs pad_id")
+            return cls.from_tokenizer_json(directory / "tokenizer.json", vocab_size, bos_id, pad_id)
         if kind == "embedded":
             from tokenizers import Tokenizer
 
@@ -97,7 +121,7 @@ class TextTokenizer:
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
-        if self.kind == "embedded":
+        if self.kind in ("embedded", "tokenizer_json"):
             self.backend.save(str(directory / "tokenizer.json"))
         else:
             self.backend.save_pretrained(str(directory))
@@ -108,6 +132,8 @@ class TextTokenizer:
         """Token ids of `text`, BOS first where the tokenizer has one."""
         if self.kind == "embedded":
             ids = self.backend.encode(text).ids
+        elif self.kind == "tokenizer_json":
+            ids = self.backend.encode(text, add_special_tokens=False).ids
         else:
             ids = self.backend(text, add_special_tokens=False)["input_ids"]
         return ([self.bos_id] if self.bos_id is not None else []) + list(ids)

@@ -6,7 +6,8 @@
 Graphs (shapes for batch B; L = prefix length, n = action slots, A = action-id block, Cap = L + n):
 - encoder:     vision tower + projector for all cameras, prompt embedding, state token
                -> prefix_embeds [B, L, D], prefix_mask bool [B, L]  (this is `VLAPolicy.embed_prefix` itself)
-- parallel:    prefix -> action_logits [B, n, A] (only the action slots' rows and the action-id columns),
+- parallel:    prefix -> action_logits [B, n, A] (only the action slots' rows and the scored-id columns:
+               the action block, or all V ids with `action.restrict_logits` False),
                action_ids int64 [B, n] (argmax inside the graph, already offset into the vocabulary)
 - prefill:     prefix -> logits [B, A] predicting slot 0, next_ids [B], next_position [B],
                cache_k / cache_v [layers, B, Hkv, Cap, hd] (slots >= L are zero)
@@ -105,14 +106,16 @@ class _PolicyGraph(nn.Module):
         super().__init__()
         self.policy = policy
         self.n = int(policy.num_action_tokens)
-        self.a = int(policy.cfg.action.num_reserved_ids)
-        self.action_start = int(policy.vocab_size) - self.a  # first id of the action block
+        # the ids the argmax ranks (`VLAPolicy.score_range`): the action block, or the whole vocabulary
+        self.action_start, self.score_end = (int(i) for i in policy.score_range)
 
     def _action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [B, T, D] -> logits over the action-id block only [B, T, A] (float32)."""
+        """hidden [B, T, D] -> logits over the scored ids only [B, T, A] (float32): the action block
+        (computing only its rows is the restriction), or every id when decoding is unrestricted."""
         lm_head = self.policy.lm.lm_head
-        w = lm_head.weight[self.action_start:]  # [A, D]: computing only these columns is the restriction
-        bias = lm_head.bias[self.action_start:] if lm_head.bias is not None else None
+        lo, hi = self.action_start, self.score_end
+        w = lm_head.weight[lo:hi]  # [A, D]
+        bias = lm_head.bias[lo:hi] if lm_head.bias is not None else None
         return nn.functional.linear(hidden, w, bias).float()
 
     def _ids(self, logits: torch.Tensor) -> torch.Tensor:

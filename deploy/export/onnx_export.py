@@ -181,8 +181,11 @@ def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: 
                 "visual_tokens": int(policy.num_visual_tokens), "prompt_len": policy.cfg.text.prompt_len,
                 "prefix_len": int(policy.prefix_len), "action_tokens": int(policy.num_action_tokens),
                 "cache_capacity": cap, "vocab_size": int(policy.vocab_size),
-                "action_id_start": int(policy.vocab_size - policy.cfg.action.num_reserved_ids),
+                "action_id_start": int(policy.action_block[0]),
                 "action_id_count": int(policy.cfg.action.num_reserved_ids), "eos_id": policy.eos_id,
+                # the ids the graphs' logits cover (their argmax offset): the action block, or all ids
+                "score_id_start": int(policy.score_range[0]),
+                "score_id_count": int(policy.score_range[1] - policy.score_range[0]),
                 "hidden_size": int(policy.hidden_size),
             },
             "tokenizer": {"dir": "policy", "kind": policy.cfg.text.kind, "pad_id": policy.text_tokenizer.pad_id,
@@ -191,7 +194,10 @@ def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: 
             "normalization": {"file": "policy/norm_stats.json", "action_mode": policy.cfg.action.norm_mode,
                               "keys": sorted(io.normalizers)},
             "image": {"mean": list(policy.cfg.vision.image_mean), "std": list(policy.cfg.vision.image_std),
-                      "layout": "pixel_values float32 [B, C, 3, S, S] = (uint8/255 - mean) / std"},
+                      "channels": int(policy.cfg.vision.channels), "resize": policy.cfg.vision.resize,
+                      "layout": "pixel_values float32 [B, C, 3, S, S] = (uint8/255 - mean) / std"
+                      + ("; fused towers: [B, C, 6, S, S], the second 3 by the fused tower's mean/std"
+                         if policy.cfg.vision.fused is not None else "")},
             "model_config": policy.resolved_config().to_dict(),
             "versions": _versions(),
         }

@@ -51,6 +51,12 @@ class GraphRuntime(Runtime):
         if self.mode == "parallel" and "parallel" not in self.manifest["graphs"]:
             raise ValueError(f"{self.export_dir} has no parallel graph (FAST tokens decode autoregressively only)")
 
+    @property
+    def score_start(self) -> int:
+        """The vocabulary id of the graphs' logit column 0 (exports before `score_id_start`: the action block)."""
+        seq = self.manifest["sequence"]
+        return int(seq.get("score_id_start", seq["action_id_start"]))
+
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
@@ -86,7 +92,7 @@ class GraphRuntime(Runtime):
         if mode == "parallel":
             out = self.run("parallel", {"prefix_embeds": prefix, "prefix_mask": valid})
             logits = out["action_logits"]  # [B, n, A]
-            ids = logits.argmax(-1) + self.manifest["sequence"]["action_id_start"]
+            ids = logits.argmax(-1) + self.score_start
             if forced is not None:
                 ids[:, : forced.shape[1]] = forced  # forced slots; the tail is the unforced prediction
         else:
@@ -116,7 +122,7 @@ class GraphRuntime(Runtime):
             logits.append(o["logits"])
             return o["logits"]
 
-        ids = greedy(out["logits"], step, seq["action_tokens"], seq["action_id_start"], seq["eos_id"], xp=np,
+        ids = greedy(out["logits"], step, seq["action_tokens"], self.score_start, seq["eos_id"], xp=np,
                      forced=forced)
         return ids, np.stack(logits[: ids.shape[1]], 1)  # [B, n'], [B, n', A]
 

@@ -42,9 +42,24 @@ def test_exact_inverse_on_unclipped_values(mode, seed):
     x = data(seed, n=200)
     n = Normalizer(NormStats.fit(x), mode, mask=np.ones(7, bool))
     inside = x
-    if mode == "bounds_q99":  # clipping is lossy by design; test values inside [q01, q99]
+    if mode in ("bounds_q99", "openvla"):  # clipping is lossy by design; test values inside [q01, q99]
         inside = np.clip(x, n.stats.q01, n.stats.q99)
-    np.testing.assert_allclose(n.unnormalize(n.normalize(inside)), inside, rtol=1e-9, atol=1e-12)
+    # openvla: the reference normalizes with (q99 - q01 + 1e-8) but unnormalizes with (q99 - q01)
+    atol = 1e-7 if mode == "openvla" else 1e-12
+    np.testing.assert_allclose(n.unnormalize(n.normalize(inside)), inside, rtol=1e-9, atol=atol)
+
+
+def test_openvla_mode_is_the_reference_formula_bit_for_bit():
+    """OpenVLA's predict_action: np.where(mask, 0.5 * (y + 1) * (q99 - q01) + q01, y), float64."""
+    x = data(3, n=50)
+    stats = NormStats.fit(x)
+    mask = np.array([True] * 6 + [False])
+    y = np.random.default_rng(1).uniform(-1, 1, (20, 7))
+    ref = np.where(mask, 0.5 * (y + 1) * (stats.q99 - stats.q01) + stats.q01, y)
+    got = Normalizer(stats, "openvla", mask).unnormalize(y)
+    assert got.dtype == np.float64 and np.array_equal(got, ref)
+    folded = Normalizer(stats, "bounds_q99", mask).unnormalize(y)  # same map, folded into scale + offset
+    np.testing.assert_allclose(folded, ref, rtol=1e-6, atol=1e-7)
 
 
 @given(x=hnp.arrays(np.float64, (50, 3), elements=st.floats(-1e3, 1e3, allow_nan=False)))

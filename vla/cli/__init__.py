@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "vla.cli.control",
     "vla.cli.teleop",
     "vla.cli.export",
+    "vla.cli.convert",
 )
 
 

@@ -4,6 +4,7 @@
     vla train --config tiny --dataset data/pick data/push --out runs/multi   # multi-task
     vla train ... --set lr=3e-4 --set freeze_vision=true       # any TrainConfig field (YAML-parsed value)
     vla train ... --resume                                     # continue runs/tiny from train_state/
+    vla train --config tiny --init-from runs/openvla --set lora='{r: 8}' ...   # fine-tune a converted checkpoint
     torchrun --nproc_per_node 2 -m vla.cli.train --config ...  # DDP (this module runs standalone)
 """
 
@@ -30,6 +31,8 @@ def _handler(args: argparse.Namespace) -> int:
     from vla.train import TrainConfig, train
 
     overrides = _parse_sets(args.set or [])
+    if args.init_from is not None:
+        overrides["init_from"] = args.init_from
     for name in ("max_steps", "batch_size", "lr", "seed"):
         v = getattr(args, name)
         if v is not None:
@@ -53,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any TrainConfig field")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", metavar="CKPT", help="fine-tune this checkpoint (e.g. a converted OpenVLA) instead "
+                   "of a fresh model; statistics are refit on --dataset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_handler)
 

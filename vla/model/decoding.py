@@ -10,7 +10,8 @@
     layer_loop_unsupported(policy.lm)                              # None, or why the lean step is unavailable
 
 Greedy decoding over logits restricted to the action block (FAST: the block includes its end token; rows
-that ended keep emitting it), through `vla.greedy.greedy`, the loop the graph runtimes share.
+that ended keep emitting it), or over the whole vocabulary with `action.restrict_logits` False (OpenVLA's
+own decoding; `policy.score_range`), through `vla.greedy.greedy`, the loop the graph runtimes share.
 The KV cache is a transformers `DynamicCache` (5.x has no tuple caches).
 
 Prefix forcing (`prefix_ids` [B, k], absolute ids inside the action block, 0 <= k <= n): autoregressive
@@ -100,12 +101,11 @@ def _compact(prefix: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def _action_block(policy: VLAPolicy) -> tuple[int, int]:
-    """[lo, hi): the action ids, a contiguous tail of the vocabulary (checked, not assumed)."""
+    """[lo, hi): the action ids, one contiguous block of the vocabulary (checked against the mask, not assumed)."""
     mask = policy.action_logit_mask  # [V]
-    lo = int(mask.int().argmax())
-    hi = mask.shape[0]
-    if not bool(mask[lo:].all()) or int(mask.sum()) != hi - lo:
-        raise ValueError("action_logit_mask must mark one contiguous block at the end of the vocabulary")
+    lo, hi = policy.action_block
+    if not bool(mask[lo:hi].all()) or int(mask.sum()) != hi - lo:
+        raise ValueError("action_logit_mask must mark exactly the policy's action block")
     return lo, hi
 
 
@@ -207,8 +207,8 @@ def decode_autoregressive(policy: VLAPolicy, inputs: dict[str, torch.Tensor], us
     """
     if layer_loop and not use_cache:
         raise ValueError("layer_loop=True needs use_cache=True (the no-cache reference always calls the whole LM)")
-    lo, hi = _action_block(policy)
-    forced = _forced(policy, inputs, prefix_ids, lo, hi)  # before any compute: bad input fails fast
+    forced = _forced(policy, inputs, prefix_ids, *_action_block(policy))  # before any compute: bad input fails fast
+    lo, hi = policy.score_range  # the ids the greedy argmax ranks: the action block, or the whole vocabulary
     prefix, valid = policy.embed_prefix(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"],
                                         inputs.get("state"))  # [B, L, D], [B, L]
     prefix, valid, padded = _compact(prefix, valid)
@@ -262,6 +262,7 @@ def generate_baseline(policy: VLAPolicy, inputs: dict[str, torch.Tensor]) -> tor
     out = policy.lm.generate(
         inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long, device=x.device),
         max_new_tokens=n, min_new_tokens=None if eos is not None else n, do_sample=False, num_beams=1,
-        logits_processor=[restrict], eos_token_id=eos, pad_token_id=eos if eos is not None else 0,
+        logits_processor=[restrict] if policy.cfg.action.restrict_logits else [], eos_token_id=eos,
+        pad_token_id=eos if eos is not None else 0,
     )
     return out[:, -n:] if eos is None else out  # inputs_embeds-only generate returns just the new tokens

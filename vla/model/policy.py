@@ -20,7 +20,8 @@ Logits are restricted to the reserved action-id block both in the loss and when 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vla.config import VLAConfig
-from vla.io import atomic_directory
+from vla.io import atomic_directory, read_json
 from vla.meta import check_safetensors, read_meta, write_meta
 from vla.model.film import InstructionFiLM
 from vla.model.projectors import build_projector
 from vla.model.sequence import attention_mask_4d, position_ids
 from vla.model.vision import VisionTower
 from vla.normalization import Normalizer, save_norm_stats
-from vla.policy_io import PolicyIO, build_action_tokenizer, build_prompt
+from vla.policy_io import PolicyIO, build_action_tokenizer, build_prompt, load_text_tokenizer
 from vla.text import TextTokenizer
 
 
@@ -76,12 +77,22 @@ class VLAPolicy(nn.Module):
     weights); the transforms that use them are `PolicyIO` (`make_io`)."""
 
     def __init__(self, cfg: VLAConfig, text_tokenizer: TextTokenizer, text_vocab_size: int,
-                 action_tokenizer: Any | None = None) -> None:
+                 action_tokenizer: Any | None = None, vocab_size: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.text_tokenizer = text_tokenizer
         self.text_vocab_size = int(text_vocab_size)
-        self.vocab_size = self.text_vocab_size + cfg.action.num_reserved_ids
+        # vla's own layout appends the action block to the text ids; a converted checkpoint (action.block_end
+        # set) keeps its LM's vocabulary, e.g. OpenVLA's 32064 rows with the block inside the text ids
+        if vocab_size is None:
+            if cfg.action.block_end is not None:
+                raise ValueError("ActionConfig.block_end is set: VLAPolicy needs the LM's vocab_size")
+            vocab_size = self.text_vocab_size + cfg.action.num_reserved_ids
+        self.vocab_size = int(vocab_size)
+        end = cfg.action.block_end or self.vocab_size
+        if end > self.vocab_size:
+            raise ValueError(f"ActionConfig.block_end={end} is past the LM vocabulary ({self.vocab_size} ids)")
+        self.action_block = (end - cfg.action.num_reserved_ids, end)  # [lo, hi): the action ids
         self.action_tokenizer = action_tokenizer or build_action_tokenizer(cfg, self.vocab_size)
         self.vision = VisionTower(cfg.vision)
         self.lm = _build_lm(cfg, self.vocab_size)
@@ -100,7 +111,7 @@ class VLAPolicy(nn.Module):
         n = cfg.action.num_action_tokens
         self.action_slots = nn.Parameter(torch.randn(n, d) * 0.02)  # [n, D] parallel-decoding placeholders
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
-        block[self.vocab_size - cfg.action.num_reserved_ids:] = True
+        block[self.action_block[0]:self.action_block[1]] = True
         self.register_buffer("action_logit_mask", block, persistent=False)  # [V]
 
     # ---- construction ---------------------------------------------------------------------
@@ -138,7 +149,13 @@ class VLAPolicy(nn.Module):
 
     @property
     def prefix_len(self) -> int:
-        return self.num_visual_tokens + self.cfg.text.prompt_len + int(self.cfg.use_state)
+        return int(self.cfg.bos_before_visual) + self.num_visual_tokens + self.cfg.text.prompt_len + int(self.cfg.use_state)
+
+    @property
+    def score_range(self) -> tuple[int, int]:
+        """[lo, hi): the ids greedy decoding ranks: the action block, or the whole vocabulary when
+        `action.restrict_logits` is False (OpenVLA's unrestricted argmax)."""
+        return self.action_block if self.cfg.action.restrict_logits else (0, self.vocab_size)
 
     @property
     def eos_id(self) -> int | None:
@@ -163,6 +180,10 @@ class VLAPolicy(nn.Module):
             vis = vis + self.visual_pos.to(vis.dtype)
         parts = [vis.to(txt.dtype), txt]
         valid = [torch.ones(b, vis.shape[1], dtype=torch.bool, device=txt.device), prompt_mask.bool()]
+        if self.cfg.bos_before_visual:  # Prismatic: [BOS][visual][prompt]
+            bos = torch.full((b, 1), self.cfg.text.bos_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
+            parts.insert(0, self.embed_tokens(bos))  # [B, 1, D]
+            valid.insert(0, torch.ones(b, 1, dtype=torch.bool, device=txt.device))
         if self.cfg.use_state:
             if state is None:
                 raise ValueError(f"VLAConfig.state_dim={self.cfg.state_dim} but no state was given")
@@ -220,12 +241,16 @@ class VLAPolicy(nn.Module):
         mask = self.sequence_mask(v, L, bidirectional_tail=bidir)
         out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
                       use_cache=False, logits_to_keep=n)
-        if return_visual:
-            return out.logits, prefix[:, : self.num_visual_tokens]  # [B, n, V], [B, C*K, D] (the prefix starts with them)
+        if return_visual:  # [B, n, V], [B, C*K, D] (the prefix starts with them, after a leading BOS)
+            v0 = int(self.cfg.bos_before_visual)
+            return out.logits, prefix[:, v0: v0 + self.num_visual_tokens]
         return out.logits  # [B, n, V]
 
     def restrict(self, logits: torch.Tensor) -> torch.Tensor:
-        """Non-action ids -> -inf (float32), so argmax / softmax only see the action block."""
+        """Non-action ids -> -inf (float32), so argmax / softmax only see the action block; with
+        `action.restrict_logits` False the logits as they are (float32): the whole vocabulary competes."""
+        if not self.cfg.action.restrict_logits:
+            return logits.float()
         return logits.float().masked_fill(~self.action_logit_mask, float("-inf"))
 
     def compute_loss(self, batch: dict[str, torch.Tensor], mode: str | None = None,
@@ -271,8 +296,8 @@ class VLAPolicy(nn.Module):
     def _soft_bin_loss(self, logits: torch.Tensor, tgt: torch.Tensor, sigma: float) -> torch.Tensor:
         """Cross-entropy against a Gaussian over the action block: logits [N, V] (restricted), tgt [N] ids."""
         r = self.cfg.action.num_reserved_ids
-        start = self.vocab_size - r
-        logp = F.log_softmax(logits[:, start:].float(), -1)  # [N, R] the action block (adjacent ids = adjacent bins)
+        start = self.action_block[0]
+        logp = F.log_softmax(logits[:, start:start + r].float(), -1)  # [N, R] the action block (adjacent ids = adjacent bins)
         k = torch.arange(r, device=logits.device, dtype=torch.float32)
         soft = torch.softmax(-0.5 * ((k[None] - (tgt - start)[:, None].float()) / sigma) ** 2, -1)  # [N, R]
         return -(soft * logp).sum(-1).mean()
@@ -288,9 +313,12 @@ class VLAPolicy(nn.Module):
                   "vocab_size"):
             lm_d.pop(k, None)
         cfg = self.cfg
+        fused = self.vision.fused_tower
+        if fused is not None:
+            fused = replace(cfg.vision.fused, pretrained=None, hf_config=fused.hf_config_dict())
         return replace(
             cfg,
-            vision=replace(cfg.vision, pretrained=None, hf_config=self.vision.hf_config_dict()),
+            vision=replace(cfg.vision, pretrained=None, hf_config=self.vision.hf_config_dict(), fused=fused),
             lm=replace(cfg.lm, pretrained=None, hf_config=lm_d),
             text=replace(cfg.text, path=None),
         )
@@ -318,26 +346,89 @@ class VLAPolicy(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> VLAPolicy:
-        """The weights of a checkpoint dir (`PolicyIO.load` reads its transforms)."""
-        from safetensors.torch import load_file
-
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu",
+                        dtype: torch.dtype | None = None) -> VLAPolicy:
+        """The weights of a checkpoint dir (`PolicyIO.load` reads its transforms), in the dtype they were
+        saved in (vla's own: float32; a converted checkpoint: what `vla convert --dtype` wrote) unless
+        `dtype` is given. The module is built with its parameters on the meta device and the file's
+        tensors assigned to it, so loading needs the checkpoint's size in memory once, not twice (nor a
+        random initialisation of a 7B model). Sharded checkpoints (`model.safetensors.index.json`) load too."""
         directory = Path(directory)
         meta = read_meta(directory)
-        text = TextTokenizer.load(directory, meta.cfg.text.kind, meta.text_vocab_size)
+        text = load_text_tokenizer(directory, meta.cfg, meta.text_vocab_size)
         tok = build_action_tokenizer(meta.cfg, meta.vocab_size, meta.action_tokenizer)
-        policy = cls(meta.cfg, text, meta.text_vocab_size, action_tokenizer=tok)
-        weights = directory / "model.safetensors"
-        check_safetensors(weights)
-        try:
-            state = load_file(str(weights), device=map_location)
-        except Exception as e:  # safetensors' own errors carry no file name
-            raise ValueError(f"{weights}: cannot be read as safetensors ({e})") from None
+        with _parameters_on_meta():
+            policy = cls(meta.cfg, text, meta.text_vocab_size, action_tokenizer=tok,
+                         vocab_size=None if meta.cfg.action.block_end is None else meta.vocab_size)
+        state, source = load_weights(directory, map_location)
         own = policy.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
-            raise ValueError(f"{weights} does not match its config.json: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        policy.load_state_dict(state, strict=True)
+            raise ValueError(f"{source} does not match its config.json: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        bad = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if bad:
+            raise ValueError(f"{source} does not match its config.json: {bad[0]} has shape "
+                             f"{tuple(state[bad[0]].shape)}, the config builds {tuple(own[bad[0]].shape)}")
+        policy.load_state_dict(state, strict=True, assign=True)
+        if getattr(policy.lm.config, "tie_word_embeddings", False):
+            policy.lm.tie_weights()  # assign=True gave the two names separate tensors
+        policy.to(map_location)  # buffers built in __init__ (masks, rotary tables) follow the weights
+        if dtype is not None:
+            policy.to(dtype)
         policy.eval()
         return policy
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Every parameter registered inside is moved to the meta device (buffers stay real), so building a
+    module costs no memory and no initialisation; `load_state_dict(assign=True)` then gives it weights."""
+    register = nn.Module.register_parameter
+
+    def on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+SHARD_INDEX = "model.safetensors.index.json"
+
+
+def load_weights(directory: str | Path, map_location: str = "cpu") -> tuple[dict[str, torch.Tensor], Path]:
+    """The tensors of `model.safetensors`, or of every shard `model.safetensors.index.json` names ->
+    (state dict, the file named in errors). Each file is checked first (`check_safetensors`)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    index = directory / SHARD_INDEX
+    if index.is_file():
+        weight_map = read_json(index, f"{index}: missing").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index}: no 'weight_map'")
+        files, source = sorted(set(weight_map.values())), index
+    else:
+        files, source = ["model.safetensors"], directory / "model.safetensors"
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        path = directory / name
+        check_safetensors(path)
+        try:
+            part = load_file(str(path), device=map_location)
+        except Exception as e:  # safetensors' own errors carry no file name
+            raise ValueError(f"{path}: cannot be read as safetensors ({e})") from None
+        if index.is_file():
+            wrong = [k for k in part if weight_map.get(k) != name]
+            if wrong:
+                raise ValueError(f"{path}: holds {wrong[0]!r}, which {index.name} places elsewhere")
+        state.update(part)
+    if index.is_file() and set(state) != set(weight_map):
+        lost = sorted(set(weight_map) - set(state))
+        raise ValueError(f"{index}: names tensors no shard holds, e.g. {lost[:3]}")
+    return state, source

@@ -49,7 +49,7 @@ def example_batch(cfg: VLAConfig, batch_size: int = 2, text_vocab: int = 256, se
     """
     g = torch.Generator().manual_seed(seed)
     b, c, s, t = batch_size, len(cfg.cameras), cfg.vision.image_size, cfg.text.prompt_len
-    pixel_values = torch.rand(b, c, 3, s, s, generator=g) * 2 - 1  # [B, C, 3, S, S] normalized
+    pixel_values = torch.rand(b, c, cfg.vision.channels, s, s, generator=g) * 2 - 1  # [B, C, 3 (fused: 6), S, S]
     prompt_ids = torch.randint(4, text_vocab, (b, t), generator=g)  # [B, T]
     prompt_mask = torch.ones(b, t, dtype=torch.bool)  # [B, T]
     for i in range(b):

@@ -20,6 +20,8 @@ cameras with shared weights (as in OpenVLA's per-view encoding).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -67,8 +69,39 @@ def _load_pretrained_vision(path: str) -> nn.Module:
     return model
 
 
+@contextmanager
+def _buffers_like_parameters(module: nn.Module) -> Iterator[None]:
+    """While inside, a module whose parameters are on the meta device (`VLAPolicy.from_pretrained` builds
+    it so) has its buffers there too, so a shape probe runs; the real buffers are put back after."""
+    params = list(module.parameters())
+    if not params or params[0].device.type != "meta":
+        yield
+        return
+    saved = [(m, k, b) for m in module.modules() for k, b in m._buffers.items() if b is not None]
+    for m, k, b in saved:
+        m._buffers[k] = b.to("meta")
+    try:
+        yield
+    finally:
+        for m, k, b in saved:
+            m._buffers[k] = b
+
+
+def _static_pos_embed(model: nn.Module) -> None:
+    """DINOv2's embeddings interpolate the position table whenever the graph is traced (a bicubic resize
+    with antialias, which opset 17 cannot express); our towers see one fixed image size, so the table is
+    used as stored, exactly what the untraced module computes at that size."""
+    emb = getattr(model, "embeddings", None)
+    if emb is not None and hasattr(emb, "interpolate_pos_encoding") and hasattr(emb, "position_embeddings"):
+        emb.interpolate_pos_encoding = lambda embeddings, height, width: emb.position_embeddings
+
+
 class VisionTower(nn.Module):
-    """Wraps an HF vision model; output is the last hidden state (patch tokens)."""
+    """Wraps an HF vision model; output is the last hidden state (patch tokens).
+
+    `cfg.post_norm=False` returns the last block's output without the final LayerNorm (embeddings ->
+    encoder only); `cfg.fused` adds a second tower (`fused_tower`) whose features are concatenated per
+    patch: pixel_values [N, 6, S, S] hold the image normalized for each tower."""
 
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
@@ -85,6 +118,13 @@ class VisionTower(nn.Module):
             if getattr(m, "use_head", False):  # a pretrained SigLIP's pooling head: unused, drop it
                 m.use_head = False
                 del m.head
+        _static_pos_embed(self.model)
+        core = getattr(self.model, "vision_model", self.model)
+        if not cfg.post_norm and not (hasattr(core, "embeddings") and hasattr(core, "encoder")):
+            raise ValueError(f"VisionConfig.post_norm=False: {type(core).__name__} is no ViT with embeddings + encoder")
+        self._core = [core]  # a list: not registered twice as a submodule
+        # prefix tokens drop_cls removes: CLS, and DINOv2-with-registers' register tokens after it
+        self.num_prefix = 1 + int(getattr(self.model.config, "num_register_tokens", 0) or 0)
         hidden = getattr(self.model.config, "hidden_size", None)
         if hidden is None and getattr(self.model.config, "hidden_sizes", None):
             hidden = self.model.config.hidden_sizes[-1]  # conv towers: channels of the last stage
@@ -94,10 +134,17 @@ class VisionTower(nn.Module):
             )
         self.hidden_size = int(hidden)
         # probe once for the token count: robust to CLS tokens and any patching scheme
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+        with torch.no_grad(), _buffers_like_parameters(self):  # meta when built for loading: no compute
+            dev = next(self.model.parameters()).device
+            probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size, device=dev)
             n = self._features(probe).shape[1]
         self.num_patches = int(n)
+        self.fused_tower = VisionTower(cfg.fused) if cfg.fused is not None else None
+        if self.fused_tower is not None:
+            if self.fused_tower.num_patches != self.num_patches:
+                raise ValueError(f"VisionConfig.fused: the towers give {self.num_patches} and "
+                                 f"{self.fused_tower.num_patches} patches; fusing per patch needs the same grid")
+            self.hidden_size += self.fused_tower.hidden_size
         side = math.isqrt(self.num_patches)
         self.grid = side if side * side == self.num_patches else None  # None: not a square grid
 
@@ -109,18 +156,26 @@ class VisionTower(nn.Module):
         return d
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        weight = next(self.model.parameters())
+        if weight.dtype != pixel_values.dtype and weight.dtype in (torch.float16, torch.bfloat16):
+            pixel_values = pixel_values.to(weight.dtype)  # a half-precision tower takes float32 feeds
         if self.coords is not None:
-            coords = self.coords.to(pixel_values.dtype).expand(pixel_values.shape[0], -1, -1, -1)
+            coords = self.coords.to(pixel_values.device, pixel_values.dtype).expand(pixel_values.shape[0], -1, -1, -1)
             pixel_values = torch.cat([pixel_values, coords], 1)  # [N, 3 + 2, S, S]
-        out = self.model(pixel_values=pixel_values)
-        feats = out.last_hidden_state  # [N, P(+1), Dv], or a conv feature map [N, C, h, w]
+        if self.cfg.post_norm:
+            feats = self.model(pixel_values=pixel_values).last_hidden_state  # [N, P(+1), Dv], or a conv map [N, C, h, w]
+        else:  # the last block's output, before the final norm
+            core = self._core[0]
+            feats = core.encoder(core.embeddings(pixel_values)).last_hidden_state  # [N, prefix + P, Dv]
         if feats.dim() == 4:
             # conv tower: row-major grid of h*w tokens; flatten/transpose export to ONNX as plain reshapes
             return feats.flatten(2).transpose(1, 2)  # [N, h*w, C]
         if feats.dim() != 3:
             raise ValueError(f"vision model output has shape {tuple(feats.shape)}; expected [N, P, D] or [N, C, h, w]")
-        return feats[:, 1:] if self.cfg.drop_cls else feats
+        return feats[:, self.num_prefix:] if self.cfg.drop_cls else feats
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[N, 3, S, S] -> [N, P, Dv]."""
-        return self._features(pixel_values)
+        """[N, 3, S, S] -> [N, P, Dv]; fused: [N, 6, S, S] -> [N, P, Dv1 + Dv2]."""
+        if self.fused_tower is None:
+            return self._features(pixel_values)
+        return torch.cat([self._features(pixel_values[:, :3]), self.fused_tower(pixel_values[:, 3:])], dim=-1)

@@ -160,11 +160,12 @@ class BinActionTokenizer(ActionTokenizer):
             out[..., d] = np.searchsorted(table[d, : self.n_bins], xc[..., d], side="right")
         return out
 
-    def decode(self, ids: Any, strict: bool = True) -> Decoded:
-        """Ids [..., D] -> Decoded(actions float32 [..., D], valid bool [...]).
+    def decode(self, ids: Any, strict: bool = True, dtype: Any = np.float32) -> Decoded:
+        """Ids [..., D] -> Decoded(actions `dtype` [..., D], valid bool [...]).
 
         strict=True raises ValueError on an id outside the reserved block; strict=False marks that
-        action step invalid (its actions NaN) instead.
+        action step invalid (its actions NaN) instead. dtype=np.float64 returns the float64 bin centres
+        (OpenVLA's `bin_centers`), not float32-rounded ones.
         """
         arr = np.asarray(ids)
         if arr.dtype.kind not in "iu":
@@ -184,10 +185,11 @@ class BinActionTokenizer(ActionTokenizer):
             )
         k = (self.vocab_size - 1) - arr
         np.clip(k, 0, self.n_bins - 2, out=k)
+        table = self.centres if np.dtype(dtype) == np.float64 else self._centres32
         if self.per_dim:
-            actions = np.take(self._centres32.ravel(), k + self._off_c)
+            actions = np.take(table.ravel(), k + self._off_c)
         else:
-            actions = np.take(self._centres32, k)
+            actions = np.take(table, k)
         if all_inside:
             return Decoded(actions, np.ones(arr.shape[:-1], dtype=bool))
         valid = inside.all(axis=-1)

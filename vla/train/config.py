@@ -81,6 +81,9 @@ class TrainConfig:
     """Defaults: the embedded default's recipe (`vla quickstart`; CPU, 2 threads, ~20 min)."""
 
     model: Any = "tiny"  # named model config, YAML path, or inline mapping of VLAConfig
+    # fine-tune: a policy checkpoint dir (e.g. what `vla convert openvla` wrote) whose config and weights
+    # replace `model`'s fresh init; its action / state statistics are refit on the training data
+    init_from: str | None = None
     max_steps: int = 5000
     batch_size: int = 32  # per process
     lr: float = 1e-3
@@ -129,7 +132,12 @@ class TrainConfig:
                 raise _err(name, getattr(self, name), f"must be null or a mapping of {cls.__name__} fields")
 
     def model_config(self) -> VLAConfig:
-        cfg = VLAConfig.from_dict(self.model) if isinstance(self.model, dict) else VLAConfig.load(self.model)
+        if self.init_from is not None:
+            from vla.meta import read_meta
+
+            cfg = read_meta(self.init_from).cfg
+        else:
+            cfg = VLAConfig.from_dict(self.model) if isinstance(self.model, dict) else VLAConfig.load(self.model)
         if self.bin_sigma > 0 and cfg.action.tokenizer != "bins":
             raise _err("bin_sigma", self.bin_sigma, f"needs the bins tokenizer, the model uses {cfg.action.tokenizer!r} "
                        "(FAST tokens are not ordered values); set bin_sigma: 0")

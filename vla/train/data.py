@@ -17,11 +17,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from vla.policy_io import ENV_STATE_KEY, PolicyIO, resize_images
+from vla.policy_io import ENV_STATE_KEY, PolicyIO, resize_for, resize_images
 from vla.train.augment import augment_images
 from vla.train.config import AugmentConfig, StartOversample
 
@@ -42,8 +43,10 @@ class Frames:
 
 
 def load_frames(roots: str | Sequence[str], cameras: Sequence[str], image_size: int,
-                state_key: str = "observation.state", action_key: str = "action") -> Frames:
-    """One dataset root, or several concatenated (multi-task training): tasks are merged by string."""
+                state_key: str = "observation.state", action_key: str = "action", vision: Any = None) -> Frames:
+    """One dataset root, or several concatenated (multi-task training): tasks are merged by string.
+    `vision` (a VisionConfig): resize the way the policy's transforms do (`vla.policy_io.resize_for`;
+    default: antialiased bilinear to image_size)."""
     if isinstance(roots, (str, bytes)) or not isinstance(roots, Sequence):
         roots = [roots]
     if not roots:
@@ -52,7 +55,7 @@ def load_frames(roots: str | Sequence[str], cameras: Sequence[str], image_size: 
     # of the quickstart: 76 s one after another, 62 s on 2 threads); `map` keeps the order and re-raises
     workers = min(len(roots), os.cpu_count() or 1, 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(lambda r: _load_one(str(r), cameras, image_size, state_key, action_key), roots))
+        parts = list(pool.map(lambda r: _load_one(str(r), cameras, image_size, state_key, action_key, vision=vision), roots))
     if len(parts) == 1:
         return parts[0]
     tasks: list[str] = []
@@ -75,7 +78,7 @@ def load_frames(roots: str | Sequence[str], cameras: Sequence[str], image_size: 
 
 
 def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str, action_key: str,
-              chunk: int = 256) -> Frames:
+              chunk: int = 256, vision: Any = None) -> Frames:
     from vla.data import LeRobotDataset
 
     ds = LeRobotDataset(root)
@@ -90,7 +93,8 @@ def _load_one(root: str, cameras: Sequence[str], image_size: int, state_key: str
     for lo in range(0, n, chunk):  # decode + resize in chunks to bound peak memory
         hi = min(n, lo + chunk)
         raw = np.stack([np.stack([ds.frame(i, k) for k in keys]) for i in range(lo, hi)])  # [b, C, H, W, 3]
-        images[lo:hi] = torch.from_numpy(resize_images(raw, image_size))
+        small = resize_for(vision, raw) if vision is not None else resize_images(raw, image_size)
+        images[lo:hi] = torch.from_numpy(small)
     states = (np.asarray(ds.get_column(state_key), dtype=np.float32) if state_key in ds.features
               else np.zeros((n, 0), np.float32))
     episode = np.asarray(ds.episode_indices, dtype=np.int64)

@@ -189,13 +189,16 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
         raise FileNotFoundError(f"--resume: {state_dir} does not exist")
     mcfg = cfg.model_config()
     roots = [str(d) for d in dataset] if isinstance(dataset, (list, tuple)) else [str(dataset)]
-    frames = load_frames(roots, mcfg.cameras, mcfg.vision.image_size)
+    frames = load_frames(roots, mcfg.cameras, mcfg.vision.image_size, vision=mcfg.vision)
     check_env_states(frames, mcfg.aux.state_dim if mcfg.aux else None)  # before building anything; covers --resume
     train_idx, val_idx = split_episodes(frames, cfg.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
     if resume:
         policy = VLAPolicy.from_pretrained(ckpt_dir)
         io = policy.make_io(load_norm_stats(ckpt_dir / "norm_stats.json"))
+    elif cfg.init_from is not None:  # fine-tuning: the checkpoint's weights, statistics of this data
+        policy = VLAPolicy.from_pretrained(cfg.init_from, dtype=torch.float32)
+        io = fit_normalizers(policy, frames)
     else:
         policy = VLAPolicy.from_config(mcfg, instructions=frames.tasks)
         io = fit_normalizers(policy, frames)

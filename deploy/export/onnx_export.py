@@ -13,6 +13,7 @@ The export directory (written atomically):
 Graphs are traced with the TorchScript exporter at opset 17 (`dynamo=False`: it gives flat graphs with
 decomposed attention; the dynamo exporter emits opset-18+ functions). Batch is the only dynamic axis.
 Every graph passes `deploy.export.opcheck` (TensorRT 10.3 portability) before the directory is published.
+fp16 / bf16 exports: the policy's own dtype (`export_onnx` records it as the manifest's `dtype`).
 """
 
 from __future__ import annotations
@@ -148,9 +149,23 @@ def _versions() -> dict[str, str]:
             "onnx": onnx.__version__}
 
 
+def _policy_dtype(policy: VLAPolicy) -> str:
+    """fp32 | fp16 | bf16: the dtype every floating parameter of the policy has (mixed ones are refused)."""
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    found = {p.dtype for p in policy.parameters() if p.is_floating_point()}
+    if len(found) != 1 or next(iter(found)) not in names:
+        raise ValueError(f"export_onnx: the policy's parameters have dtypes {sorted(map(str, found))}; cast it to one "
+                         "of float32 / float16 / bfloat16 (vla export onnx --dtype)")
+    return names[next(iter(found))]
+
+
 def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: int = OPSET,
                 max_batch: int = 8) -> dict[str, Any]:
-    """Write the export directory for `policy` and its transforms `io` (see module docstring); returns the manifest."""
+    """Write the export directory for `policy` and its transforms `io` (see module docstring); returns the manifest.
+
+    The graphs compute in the policy's dtype (`VLAPolicy.from_pretrained(dtype=torch.float16)`, or
+    `vla export onnx --dtype fp16`): the weights, prefix embeddings and KV caches are then fp16 (a strongly
+    typed TensorRT-RTX network builds fp16 from them); pixel_values in and logits out stay float32."""
     from deploy.export.opcheck import check_model
     from vla.io import atomic_directory
 
@@ -160,6 +175,7 @@ def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: 
         raise ValueError(f"max_batch={max_batch}: must be >= 1")
     if io.cfg != policy.cfg:
         raise ValueError("export_onnx: the PolicyIO belongs to another policy config than the weights")
+    dtype = _policy_dtype(policy)
     was_training = policy.training
     policy.eval()
     graphs = build_graphs(policy)
@@ -176,6 +192,7 @@ def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: 
             "graphs": {},
             "batch": {"min": 1, "opt": 1, "max": int(max_batch)},
             "decoding": policy.cfg.action.decoding,
+            "dtype": dtype,  # of the weights and of prefix_embeds / caches; feeds and logits stay float32
             "sequence": {
                 "cameras": list(policy.cfg.cameras), "image_size": policy.cfg.vision.image_size,
                 "visual_tokens": int(policy.num_visual_tokens), "prompt_len": policy.cfg.text.prompt_len,

@@ -112,7 +112,8 @@ def build_engines(onnx_dir: str | Path, out: str | Path, cfg: EngineBuildConfig 
         raise ValueError(f"unknown graphs {sorted(unknown)}; the export has {sorted(manifest['graphs'])}")
     if flavor == "tensorrt_rtx" and cfg.precision != "fp32":
         raise ValueError(f"precision={cfg.precision!r}: TensorRT-RTX builds strongly typed networks, precision comes "
-                         "from the graph (fp16 needs an fp16 export, int8 a Q/DQ-quantized one); use fp32 here")
+                         "from the graph: build fp16 from an fp16 export (`vla export onnx --dtype fp16`) with "
+                         "--precision fp32 (no flag; int8 would need a Q/DQ-quantized graph)")
     gpu = gpu_description()
     if cfg.precision == "int8":
         if gpu == "none":
@@ -169,6 +170,7 @@ def build_engines(onnx_dir: str | Path, out: str | Path, cfg: EngineBuildConfig 
                                         + "\n".join(cmds) + "\n")
         manifest["graphs"] = {g: {**manifest["graphs"][g], **entries[g]} for g in graphs}
         manifest["tensorrt"] = {"flavor": flavor, "version": trt.__version__, "precision": cfg.precision,
+                                "graph_dtype": manifest.get("dtype", "fp32"),
                                 "gpu": gpu, "compute_capability": cfg.compute_capability,
                                 "timing_cache": bool(cache_bytes), "trtexec": cmds}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

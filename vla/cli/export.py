@@ -1,6 +1,6 @@
 """`vla export`: policy checkpoint -> ONNX graphs (+ manifest) -> TensorRT engines.
 
-    vla export onnx --checkpoint runs/x/checkpoint --out exports/x [--max-batch 8] [--opset 17]
+    vla export onnx --checkpoint runs/x/checkpoint --out exports/x [--max-batch 8] [--opset 17] [--dtype fp16]
     vla export tensorrt --onnx exports/x --out engines/x --precision fp32|fp16|int8 [--calib-dataset DIR]
 
 `onnx` checks every graph for TensorRT 10.3 portability and prints the manifest summary; `tensorrt` builds one
@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--out", required=True, metavar="DIR")
     o.add_argument("--max-batch", type=int, default=8, help="largest batch the TensorRT profiles allow")
     o.add_argument("--opset", type=int, default=17, help="ONNX opset (<= 19 for TensorRT 10.3)")
+    o.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="weights / activations of the graphs (fp16: TensorRT-RTX builds fp16 engines from it; "
+                        "bf16: for TensorRT, ONNX Runtime's CPU provider has few bf16 kernels)")
     o.set_defaults(func=onnx_cmd)
     t = esub.add_parser("tensorrt", help="ONNX export dir -> TensorRT engines (+ trtexec commands)")
     t.add_argument("--onnx", required=True, metavar="DIR", help="directory written by `vla export onnx`")
@@ -40,10 +43,13 @@ def onnx_cmd(args: argparse.Namespace) -> int:
     from vla.model.policy import VLAPolicy
     from vla.policy_io import PolicyIO
 
-    policy = VLAPolicy.from_pretrained(args.checkpoint)
+    import torch
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    policy = VLAPolicy.from_pretrained(args.checkpoint, dtype=dtype)
     m = export_onnx(policy, PolicyIO.load(args.checkpoint), args.out, opset=args.opset, max_batch=args.max_batch)
     check_export_dir(args.out)
-    summary = {"out": str(args.out), "opset": m["opset"], "decoding": m["decoding"],
+    summary = {"out": str(args.out), "opset": m["opset"], "decoding": m["decoding"], "dtype": m["dtype"],
                "graphs": {k: {"inputs": {i["name"]: i["shape"] for i in g["inputs"]},
                               "outputs": {o["name"]: o["shape"] for o in g["outputs"]}} for k, g in m["graphs"].items()}}
     print(json.dumps(summary, indent=2))

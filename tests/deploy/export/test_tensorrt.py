@@ -63,6 +63,22 @@ def test_rtx_refuses_weakly_typed_precisions(onnx_dir, tmp_path):
         build_engines(onnx_dir, tmp_path / "e", EngineBuildConfig(precision="fp16"))
 
 
+def test_rtx_builds_fp16_engines_from_an_fp16_export(tmp_path):
+    """TensorRT-RTX is strongly typed: an fp16 export is what makes its engines fp16."""
+    trt, flavor = _trt_or_skip()
+    import torch
+
+    from deploy.export import export_onnx
+    from deploy.export.tensorrt_build import build_engines
+
+    policy = make_policy(projector="pixel_shuffle", decoding="parallel").eval()
+    io = io_of(policy)
+    export_onnx(policy.to(torch.float16), io, tmp_path / "onnx16", max_batch=2)
+    m = build_engines(tmp_path / "onnx16", tmp_path / "e16")
+    assert m["tensorrt"]["graph_dtype"] == "fp16" and m["dtype"] == "fp16"
+    assert all((tmp_path / "e16" / g["engine"]).stat().st_size > 0 for g in m["graphs"].values())
+
+
 def test_build_config_validation():
     from deploy.export.tensorrt_build import EngineBuildConfig
 

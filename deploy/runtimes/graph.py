@@ -15,6 +15,10 @@ the same `decode_step` graph (it takes the slot's `token_ids` as input, so the e
 the rest continue from them; in parallel mode they are forced slots (the first k ids replaced, the rest the
 unforced prediction, which does not condition on them). The returned logits are always the ones the graphs
 computed (the parallel pass's are unforced).
+
+The KV cache stays on the device between decode steps where the backend can keep it (`run_device`):
+TensorRT (torch CUDA tensors) and ONNX Runtime with IO binding (`OnnxRuntime(device_cache=True)`, the
+default on its CUDA provider); only the logits, ids and positions of each step cross to the host.
 """
 
 from __future__ import annotations
@@ -59,6 +63,12 @@ class GraphRuntime(Runtime):
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def run_device(self, graph: str, feeds: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+        """`run`, but the outputs named in `keep` may stay where the backend computed them (a GPU) as opaque
+        handles, and feeds may be such handles: the decode loop passes the KV cache from step to step this
+        way, so it never crosses to the host. This default keeps everything on the host."""
+        return self.run(graph, feeds)
 
     def encoder_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {i["name"]: feeds[i["name"]] for i in self.manifest["graphs"]["encoder"]["inputs"]}
@@ -106,8 +116,8 @@ class GraphRuntime(Runtime):
         are stepped like decoded ones)."""
         seq = self.manifest["sequence"]
         b, L = valid.shape
-        out = self.run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid})
-        cache = {"cache_k": out["cache_k"], "cache_v": out["cache_v"]}
+        out = self.run_device("prefill", {"prefix_embeds": prefix, "prefix_mask": valid}, keep=("cache_k", "cache_v"))
+        cache = {"cache_k": out["cache_k"], "cache_v": out["cache_v"]}  # device handles where the backend keeps them
         pos = out["next_position"]
         kv_mask = np.zeros((b, seq["cache_capacity"]), dtype=bool)
         kv_mask[:, :L] = valid
@@ -115,9 +125,10 @@ class GraphRuntime(Runtime):
 
         def step(tok: np.ndarray, i: int) -> np.ndarray:
             kv_mask[:, L + i] = True  # the slot this step writes
-            o = self.run("decode_step", {
+            o = self.run_device("decode_step", {
                 "token_ids": tok.astype(np.int64), "position_ids": (pos + i).astype(np.int64),
-                "write_index": np.array([L + i], dtype=np.int64), "kv_mask": kv_mask, **cache})
+                "write_index": np.array([L + i], dtype=np.int64), "kv_mask": kv_mask, **cache},
+                keep=("cache_k_out", "cache_v_out"))
             cache.update(cache_k=o["cache_k_out"], cache_v=o["cache_v_out"])
             logits.append(o["logits"])
             return o["logits"]

@@ -3,6 +3,7 @@ a robot computer with onnxruntime, numpy and tokenizers runs `predict_action` fr
 
     rt = OnnxRuntime("exports/x")                      # CPU EP; CUDA EP first when onnxruntime-gpu has it
     rt = OnnxRuntime("exports/x", mode="parallel")      # override the policy's decoding mode
+    rt = OnnxRuntime("exports/x", device_cache=True)    # IO binding: the KV cache never leaves the provider
     chunk = rt.predict_action(obs)                      # float32 [H, 7], the torch runtime's actions
     rt.last_timings                                     # {"prepare_ms", "encoder_ms", "decode_ms", "postprocess_ms"}
 """
@@ -22,7 +23,7 @@ class OnnxRuntime(GraphRuntime):
     """ONNX Runtime sessions, created on first use of each graph."""
 
     def __init__(self, export_dir: str | Path, mode: str | None = None, providers: Sequence[str] | None = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, device_cache: bool | None = None) -> None:
         import onnxruntime as ort
 
         super().__init__(export_dir, mode)
@@ -34,6 +35,9 @@ class OnnxRuntime(GraphRuntime):
             raise ValueError(f"ONNX Runtime providers {missing} are not available (have {available})")
         self.providers = list(providers)
         self.threads = int(threads)
+        # IO binding: the KV cache stays in the provider's memory between decode steps (None: on CUDA only)
+        self.cache_device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.device_cache = (self.cache_device == "cuda") if device_cache is None else bool(device_cache)
         self._sessions: dict[str, Any] = {}
 
     def session(self, graph: str) -> Any:
@@ -53,3 +57,24 @@ class OnnxRuntime(GraphRuntime):
         sess = self.session(graph)
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feeds), strict=True))
+
+    def run_device(self, graph: str, feeds: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+        """IO binding: OrtValue feeds are bound as they are, `keep` outputs stay OrtValues in the provider's
+        memory (the GPU on CUDA), the rest come back as numpy."""
+        if not self.device_cache:
+            return self.run(graph, feeds)
+        import onnxruntime as ort
+
+        sess = self.session(graph)
+        binding = sess.io_binding()
+        for name, v in feeds.items():
+            if isinstance(v, ort.OrtValue):
+                binding.bind_ortvalue_input(name, v)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(v))
+        names = [o.name for o in sess.get_outputs()]
+        for name in names:
+            binding.bind_output(name, self.cache_device if name in keep else "cpu")
+        sess.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        return {n: (v if n in keep else v.numpy()) for n, v in zip(names, values, strict=True)}

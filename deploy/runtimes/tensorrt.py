@@ -5,8 +5,9 @@
     rt.last_timings                                    # prepare/encoder/decode/postprocess + per-engine GPU ms
 
 The decoding loop and the model's transforms come from `deploy.runtimes.graph.GraphRuntime`; this class only
-executes engines. I/O lives in torch CUDA tensors (torch is already a dependency; no pycuda); inputs are
-copied host -> device per call and outputs back, and each engine call is timed with CUDA events.
+executes engines. I/O lives in torch CUDA tensors (torch is already a dependency; no pycuda); host inputs are
+copied to the device per call and outputs back, except the KV cache, which stays on the device from prefill
+through every decode step (`run_device`); each engine call is timed with CUDA events.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class TensorRTRuntime(GraphRuntime):
         return self._engines[graph]
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run_device(graph, feeds)
+
+    def run_device(self, graph: str, feeds: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Feeds that are CUDA tensors are bound as they are; outputs in `keep` stay CUDA tensors (the KV
+        cache between decode steps), the rest are copied to the host."""
         import torch
 
         engine, ctx = self._engine(graph)
@@ -74,7 +80,11 @@ class TensorRTRuntime(GraphRuntime):
         with torch.cuda.stream(self.stream):
             for n in names:
                 if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
-                    t = torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, self._dtypes[engine.get_tensor_dtype(n)])
+                    v, want = feeds[n], self._dtypes[engine.get_tensor_dtype(n)]
+                    if isinstance(v, torch.Tensor):  # already on the device (a kept output): no host round trip
+                        t = v.to(self.device, want).contiguous()
+                    else:
+                        t = torch.from_numpy(np.ascontiguousarray(v)).to(self.device, want)
                     ctx.set_input_shape(n, tuple(t.shape))
                     ctx.set_tensor_address(n, t.data_ptr())
                     keep.append(t)
@@ -92,7 +102,7 @@ class TensorRTRuntime(GraphRuntime):
         self.stream.synchronize()
         key = f"trt_{graph}_ms"
         self.last_timings[key] = self.last_timings.get(key, 0.0) + start.elapsed_time(end)
-        return {n: t.cpu().numpy() for n, t in outputs.items()}
+        return {n: (t if n in keep else t.cpu().numpy()) for n, t in outputs.items()}
 
     def infer_batch(self, observations, prefix_ids=None):
         for k in [k for k in self.last_timings if k.startswith("trt_")]:

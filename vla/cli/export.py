@@ -39,11 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def onnx_cmd(args: argparse.Namespace) -> int:
+    import torch
+
     from deploy.export import check_export_dir, export_onnx
     from vla.model.policy import VLAPolicy
     from vla.policy_io import PolicyIO
-
-    import torch
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     policy = VLAPolicy.from_pretrained(args.checkpoint, dtype=dtype)

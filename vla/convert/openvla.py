@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla.config import (ActionConfig, LMConfig, ProjectorConfig, TextConfig, VisionConfig, VLAConfig)
+from vla.config import ActionConfig, LMConfig, ProjectorConfig, TextConfig, VisionConfig, VLAConfig
 from vla.convert.safetensors_stream import ShardedWriter, TensorInfo, read_header, read_tensor, shard_files
 from vla.io import atomic_directory
 from vla.meta import write_meta
-from vla.normalization import NormStats, Normalizer, save_norm_stats
+from vla.normalization import Normalizer, NormStats, save_norm_stats
 
 OPENVLA_PROMPT_LLAMA = "In: What action should the robot take to {instruction}?\nOut:"
 # OpenVLA v0.1 (Vicuna): the LLaVA system prompt
@@ -376,12 +376,15 @@ def weight_map(info: OpenVLAInfo, read: Callable[[str], torch.Tensor]) -> dict[s
     if len(info.towers) == 2:
         out.update(_tower_map(info.towers[1], "vision.fused_tower.model.", read, info.headers))
     layers = (("fc1", "0"), ("fc2", "2"), ("fc3", "4")) if info.fused_projector else (("fc1", "0"), ("fc2", "2"))
+    def take(name: str) -> Source:
+        return lambda: read(name)
+
     for a, b in layers:
         for s in ("weight", "bias"):
-            out[f"projector.net.{b}.{s}"] = (lambda k: lambda: read(k))(f"projector.{a}.{s}")
+            out[f"projector.net.{b}.{s}"] = take(f"projector.{a}.{s}")
     for k in info.headers:
         if k.startswith("language_model."):
-            out["lm." + k[len("language_model."):]] = (lambda k: lambda: read(k))(k)
+            out["lm." + k[len("language_model."):]] = take(k)
     return out
 
 

@@ -15,6 +15,7 @@ from deploy.control import ControlConfig, ControlLoop
 from deploy.export import export_onnx
 from deploy.robot import SimRobot
 from deploy.runtimes import make_runtime
+from deploy.runtimes.onnx import OnnxRuntime
 from vla.convert.openvla import convert_openvla
 from vla.convert.synthetic import make_synthetic_openvla
 from vla.model.decoding import decode_autoregressive, to_tensors
@@ -79,3 +80,28 @@ def test_served_over_the_bridge_with_a_sim_task_meets_deadlines(exported, make_b
     assert stats.get("act.old", 0) == 0 and stats.get("act.rejected", 0) == 0
     if rt.io.cfg.action.restrict_logits:  # valid chunks: the random policy's actions are executed (clamped)
         assert stats["executed"] >= 1
+
+
+def test_io_binding_keeps_the_kv_cache_off_the_host_and_decodes_alike(exported):
+    """The CPU-visible half of the device-resident cache (on CUDA the handles live on the GPU): with IO
+    binding every decode step gets the previous step's cache as an OrtValue, never as numpy, and the ids and
+    logits equal the plain numpy path."""
+    import onnxruntime as ort
+
+    ckpt, out = exported
+    plain = make_runtime("onnx", out)
+    bound = OnnxRuntime(out, providers=["CPUExecutionProvider"], device_cache=True)
+    seen: list[type] = []
+    run_device = bound.run_device
+
+    def spy(graph, feeds, keep=()):
+        if graph == "decode_step":
+            seen.extend(type(feeds[k]) for k in ("cache_k", "cache_v"))
+        return run_device(graph, feeds, keep)
+
+    bound.run_device = spy
+    feeds = plain.io.inputs([{"agentview": np.full((224, 224, 3), 90, np.uint8), "instruction": "open the drawer"}])
+    a_ids, a_logits = plain.decode_ids(feeds, return_logits=True)
+    b_ids, b_logits = bound.decode_ids(feeds, return_logits=True)
+    assert np.array_equal(a_ids, b_ids) and np.array_equal(a_logits, b_logits)
+    assert len(seen) == 2 * (a_ids.shape[1] - 1) and all(t is ort.OrtValue for t in seen)

@@ -114,20 +114,37 @@ def child(path: str, ckpt: str, onnx_dir: str, reps: int, device: str, threads: 
 
 
 REFERENCE_CHILD = r'''
-import json, sys, time, importlib.util, types, numpy as np, torch
+import json, sys, time, importlib.util, numpy as np, torch
+from pathlib import Path
 from PIL import Image
-code, ckpt, reps, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-pkg = types.ModuleType("openvla_ref"); pkg.__path__ = [code]; sys.modules["openvla_ref"] = pkg
-mods = {}
-for name in ("configuration_prismatic", "modeling_prismatic", "processing_prismatic"):
-    spec = importlib.util.spec_from_file_location("openvla_ref." + name, f"{code}/{name}.py")
-    m = importlib.util.module_from_spec(spec); sys.modules["openvla_ref." + name] = m; spec.loader.exec_module(m)
-    mods[name] = m
-torch.set_num_threads(int(sys.argv[5]))
-model = mods["modeling_prismatic"].OpenVLAForActionPrediction.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
-proc = mods["processing_prismatic"].PrismaticProcessor.from_pretrained(ckpt)
-rng = np.random.default_rng(0)
-img = Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+script, code, ckpt, reps, key, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+spec = importlib.util.spec_from_file_location("make_openvla_fixture", script)
+fx = importlib.util.module_from_spec(spec); spec.loader.exec_module(fx)
+fx._torchvision_shim()
+# the reference builds its towers from the timm ids alone: give timm the synthetic checkpoint's sizes
+from safetensors import safe_open
+index = Path(ckpt) / "model.safetensors.index.json"
+if index.is_file():
+    idx = json.loads(index.read_text())["weight_map"]
+else:
+    with safe_open(str(Path(ckpt) / "model.safetensors"), "pt") as f:
+        idx = {k: "model.safetensors" for k in f.keys()}
+def shape(name):
+    with safe_open(str(Path(ckpt) / idx[name]), "pt") as f:
+        return f.get_slice(name).get_shape()
+cfg = json.loads((Path(ckpt) / "config.json").read_text())
+for i, tid in enumerate(cfg["timm_model_ids"]):
+    p = "vision_backbone." + ("featurizer." if i == 0 else "fused_featurizer.")
+    width = shape(p + "pos_embed")[-1]
+    depth = 1 + max(int(k.split(".")[3]) for k in idx if k.startswith(p + "blocks."))
+    fx.TOWER_OVERRIDES[tid] = {"depth": depth, "embed_dim": width, "mlp_ratio": shape(p + "blocks.0.mlp.fc1.weight")[0] / width}
+fx.patch_timm_create_model()
+_, mdl, prc = fx.import_reference(Path(code))
+from transformers import AutoTokenizer
+torch.set_num_threads(threads)
+model = mdl.OpenVLAForActionPrediction.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
+proc = prc.PrismaticProcessor(prc.PrismaticImageProcessor.from_pretrained(ckpt), AutoTokenizer.from_pretrained(ckpt))
+img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8))
 inputs = proc("In: What action should the robot take to pick up the red block?\nOut:", img)
 def run():
     with torch.inference_mode():
@@ -165,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], help="paths not to measure (kept from --merge)")
+    ap.add_argument("--merge", help="a previous JSON whose results fill in the skipped paths")
     ap.add_argument("--reference-python", help="python of the reference venv (transformers 4.40.1, timm 0.9.10)")
     ap.add_argument("--reference-code", help="dir with OpenVLA's prismatic/extern/hf/*.py (not committed)")
     ap.add_argument("--bandwidth-gbs", type=float, help="memory bandwidth for the roofline (H200: 4800)")
@@ -199,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         export_onnx(VLAPolicy.from_pretrained(ckpt), PolicyIO.load(ckpt), onnx_dir)
         results["export_s"] = round(time.perf_counter() - t, 1)
     me = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--threads", str(args.threads)]
-    paths = ["vla_kv", "generate"] + ([] if args.no_onnx else ["onnx"])
+    paths = [p for p in ["vla_kv", "generate"] + ([] if args.no_onnx else ["onnx"]) if p not in args.skip]
     for p in paths:
         r = _run_child([*me, "--child", p, str(ckpt), str(onnx_dir), str(args.reps)])
         results[p] = {"batch1": _stats(r["ms"]), "peak_rss_bytes": r["peak_rss"]}
@@ -211,10 +230,15 @@ def main(argv: list[str] | None = None) -> int:
             results[p]["peak_cuda_bytes"] = r["peak_cuda"]
         print(p, json.dumps(results[p]))
     if args.reference_python and args.reference_code:
-        r = _run_child([args.reference_python, "-c", REFERENCE_CHILD, args.reference_code, str(src), str(args.reps),
-                        "bridge_orig", str(args.threads)])
+        r = _run_child([args.reference_python, "-c", REFERENCE_CHILD, str(ROOT / "scripts" / "make_openvla_fixture.py"),
+                        args.reference_code, str(src), str(args.reps), "bridge_orig", str(args.threads)])
         results["reference"] = {"batch1": _stats(r["ms"]), "peak_rss_bytes": r["peak_rss"]}
         print("reference", json.dumps(results["reference"]))
+    if args.merge:
+        old = json.loads(Path(args.merge).read_text())["results"]
+        for k, v in old.items():
+            results.setdefault(k, v)
+    paths = [p for p in ("vla_kv", "generate", "onnx") if p in results]
     base = results.get("reference", results["generate"])["batch1"]["p50_ms"]
     ratios = {p: base / results[p]["batch1"]["p50_ms"] for p in paths if p in results}
     lm_bytes = sum(i.nbytes for f in shard_files(ckpt) for k, i in read_header(f)[0].items() if k.startswith("lm."))

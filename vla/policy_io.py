@@ -304,9 +304,13 @@ class PolicyIO:
             missing = [k for k in need if k not in o]
             if missing:
                 raise ValueError(f"observation {i} is missing {missing} (has {sorted(o)})")
-        imgs = np.stack([np.stack([np.asarray(o[c]) for c in self.cfg.cameras]) for o in observations])  # [B, C, H, W, 3]
+        raw = [[np.asarray(o[c]) for c in self.cfg.cameras] for o in observations]
+        if len({im.shape for row in raw for im in row}) == 1:  # one size: resize the batch at once
+            small = self.resize(np.stack([np.stack(row) for row in raw]))  # [B, C, S, S, 3]
+        else:  # cameras / observations of different sizes: each resized on its own
+            small = np.stack([np.stack([self.resize(im) for im in row]) for row in raw])
         ids, mask = self.prompts([str(o["instruction"]) for o in observations])
-        feeds = {"pixel_values": self.pixels(self.resize(imgs)), "prompt_ids": ids, "prompt_mask": mask}
+        feeds = {"pixel_values": self.pixels(small), "prompt_ids": ids, "prompt_mask": mask}
         if self.cfg.use_state:
             feeds["state"] = self.state(np.stack([np.asarray(o["state"]) for o in observations]))
         return feeds

@@ -63,7 +63,13 @@ def llama_like_tokenizer(directory: Path, words: tuple[str, ...] = ()) -> None:
                                      decoders.Strip(" ", 1, 0)])
     tok.add_special_tokens([AddedToken("<unk>", special=True), AddedToken("<s>", special=True),
                             AddedToken("</s>", special=True), AddedToken("<PAD>", special=True)])
-    tok.save(str(directory / "tokenizer.json"))
+    path = directory / "tokenizer.json"
+    tok.save(str(path))
+    # merges as "a b" strings, the format every tokenizers release reads (0.20+ writes pairs, which the 0.19
+    # that OpenVLA's reference stack pins cannot read)
+    raw = json.loads(path.read_text())
+    raw["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in raw["model"]["merges"]]
+    path.write_text(json.dumps(raw, ensure_ascii=False))
     (directory / "tokenizer_config.json").write_text(json.dumps({
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "pad_token": "<PAD>", "legacy": False, "padding_side": "right", "tokenizer_class": "LlamaTokenizer",

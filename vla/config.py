@@ -29,7 +29,7 @@ from vla.configs import load_yaml
 # OpenVLA's prompt; `{instruction}` is the task string as given (stripped, not lower-cased).
 OPENVLA_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 
-PROJECTOR_TYPES = ("linear", "mlp", "pixel_shuffle", "resampler", "fused_gelu_mlp")
+PROJECTOR_TYPES = ("linear", "mlp", "pixel_shuffle", "resampler", "qformer", "fused_gelu_mlp")
 RESIZE_MODES = ("bilinear", "bicubic", "letterbox", "resize_crop")
 DECODING_MODES = ("autoregressive", "parallel")
 CONFIG_FORMAT = "vla-policy/2"
@@ -117,23 +117,26 @@ class VisionConfig:
 class ProjectorConfig:
     """Connector from vision features to LM embeddings (see `vla.model.projectors`).
 
-    `shuffle_factor` belongs to pixel_shuffle, `num_queries` / `num_heads` to the resampler: left None they
+    `shuffle_factor` belongs to pixel_shuffle, `num_queries` / `num_heads` to the resampler and the
+    instruction-aware qformer: left None they
     take their defaults (2; 16 and 4) for that type, and setting them for another type is an error."""
 
     type: str = "pixel_shuffle"
     shuffle_factor: int | None = None  # pixel_shuffle: merge factor x factor neighbouring patches into one token
-    num_queries: int | None = None  # resampler: learned query tokens per camera
-    num_heads: int | None = None  # resampler: cross-attention heads
+    num_queries: int | None = None  # resampler / qformer: learned query tokens per camera
+    num_heads: int | None = None  # resampler / qformer: attention heads
 
     def __post_init__(self) -> None:
         if self.type not in PROJECTOR_TYPES:
             raise _err("ProjectorConfig", "type", self.type, f"must be one of {PROJECTOR_TYPES}")
-        owned = {"shuffle_factor": ("pixel_shuffle", 2), "num_queries": ("resampler", 16), "num_heads": ("resampler", 4)}
-        for name, (owner, default) in owned.items():
+        queried = ("resampler", "qformer")
+        owned = {"shuffle_factor": (("pixel_shuffle",), 2), "num_queries": (queried, 16), "num_heads": (queried, 4)}
+        for name, (owners, default) in owned.items():
             v = getattr(self, name)
-            if self.type != owner:
+            if self.type not in owners:
                 if v is not None:
-                    raise _err("ProjectorConfig", name, v, f"only applies to type {owner!r}, not {self.type!r}")
+                    raise _err("ProjectorConfig", name, v, f"only applies to type {' / '.join(map(repr, owners))}, "
+                               f"not {self.type!r}")
                 continue
             if v is None:
                 object.__setattr__(self, name, default)
@@ -458,7 +461,8 @@ def debug_config(projector: str = "mlp", decoding: str = "autoregressive", horiz
                  coord_channels: bool = False, **changes: Any) -> VLAConfig:
     """A tiny CPU config for unit tests (SigLIP hidden 32, 1 layer, 32x32 images; no aux head, no FiLM):
     builds in about a second."""
-    proj = {"resampler": ProjectorConfig(type="resampler", num_queries=4, num_heads=2)}.get(
+    proj = {"resampler": ProjectorConfig(type="resampler", num_queries=4, num_heads=2),
+            "qformer": ProjectorConfig(type="qformer", num_queries=4, num_heads=2)}.get(
         projector, ProjectorConfig(type=projector))
     changes.setdefault("aux", None)
     changes.setdefault("film", None)

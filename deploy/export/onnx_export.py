@@ -121,13 +121,16 @@ def _export_graph(module: torch.nn.Module, args: tuple, names: tuple[list[str], 
         if f.name.startswith(raw.name) or f.name == raw.stem + ".data":
             f.unlink()
     _fix_bool_eyelike(model)
-    onnx.checker.check_model(model)
-    external = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
+    # sized from the initializers, not model.ByteSize(): a protobuf message cannot pass 2 GB (a 7B decoder),
+    # so big graphs are only ever serialized with their weights moved to external data
+    weights = sum(len(t.raw_data) for t in model.graph.initializer)
+    external = weights > EXTERNAL_DATA_THRESHOLD
     if external:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
     else:
         onnx.save_model(model, str(path))
+    onnx.checker.check_model(str(path))  # by path: works past 2 GB too
     with torch.no_grad():
         results = module(*args)
     return {

@@ -175,7 +175,11 @@ class VLAPolicy(nn.Module):
         feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
         if self.film is not None:
             feats = self.film(feats, txt, prompt_ids, prompt_mask, c)
-        vis = self.projector(feats).reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
+        if getattr(self.projector, "takes_text", False):  # instruction-aware connector: the prompt per camera
+            vis = self.projector(feats, txt.repeat_interleave(c, 0), prompt_mask.bool().repeat_interleave(c, 0))
+        else:
+            vis = self.projector(feats)
+        vis = vis.reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
             vis = vis + self.visual_pos.to(vis.dtype)
         parts = [vis.to(txt.dtype), txt]

@@ -16,7 +16,7 @@ from tests.vla.model.conftest import (
 from vla.model import PROJECTORS, ProjectorConfig, build_projector
 
 # tokens per camera with the test tower (32x32 images, patch 8 -> 4x4 = 16 patches)
-EXPECTED_TOKENS = {"linear": 16, "mlp": 16, "pixel_shuffle": 4, "resampler": 4, "fused_gelu_mlp": 16}
+EXPECTED_TOKENS = {"linear": 16, "mlp": 16, "pixel_shuffle": 4, "resampler": 4, "qformer": 4, "fused_gelu_mlp": 16}
 
 
 def test_every_projector_has_an_expected_token_count() -> None:

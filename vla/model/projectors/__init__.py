@@ -9,6 +9,7 @@ The connector choice the VLM literature debates:
 - `mlp`           2-layer GELU MLP per patch (LLaVA-1.5, OpenVLA): K = P
 - `pixel_shuffle` merge r x r neighbouring patches into one token, then MLP (InternVL, SmolVLM): K = P / r^2
 - `resampler`     Q learned queries cross-attend to the patches (Q-Former / Perceiver): K = Q
+- `qformer`       instruction-aware Q-Former (InstructBLIP): the queries also attend to the prompt: K = Q
 - `fused_gelu_mlp` 3-layer GELU MLP per patch, the first layer 4x wide (Prismatic / OpenVLA-7B): K = P
 """
 
@@ -21,6 +22,7 @@ from vla.model.projectors.fused_gelu_mlp import FusedGeluMLPProjector
 from vla.model.projectors.linear import LinearProjector
 from vla.model.projectors.mlp import MLPProjector
 from vla.model.projectors.pixel_shuffle import PixelShuffleProjector
+from vla.model.projectors.qformer import QFormerProjector
 from vla.model.projectors.resampler import ResamplerProjector
 
 PROJECTORS: dict[str, type[nn.Module]] = {
@@ -28,6 +30,7 @@ PROJECTORS: dict[str, type[nn.Module]] = {
     "mlp": MLPProjector,
     "pixel_shuffle": PixelShuffleProjector,
     "resampler": ResamplerProjector,
+    "qformer": QFormerProjector,
     "fused_gelu_mlp": FusedGeluMLPProjector,
 }
 
@@ -39,5 +42,5 @@ def build_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int, num_patches
     return PROJECTORS[cfg.type](cfg, in_dim=in_dim, out_dim=out_dim, num_patches=num_patches, grid=grid)
 
 
-__all__ = ["PROJECTORS", "build_projector", "FusedGeluMLPProjector", "LinearProjector", "MLPProjector", "PixelShuffleProjector",
+__all__ = ["PROJECTORS", "build_projector", "FusedGeluMLPProjector", "LinearProjector", "MLPProjector", "PixelShuffleProjector", "QFormerProjector",
            "ResamplerProjector"]

@@ -179,10 +179,14 @@ class DecodeStepGraph(_PolicyGraph):
 
 
 def build_graphs(policy: VLAPolicy) -> dict[str, nn.Module]:
-    """The graphs this policy exports: parallel only with a fixed-length (bins) action tokenizer."""
+    """The graphs this policy exports: parallel only with a fixed-length (bins) action tokenizer, and not for
+    converted autoregressive checkpoints."""
     cap = int(policy.prefix_len) + int(policy.num_action_tokens)
     graphs: dict[str, nn.Module] = {"encoder": EncoderGraph(policy)}
-    if policy.eos_id is None:
+    # a converted checkpoint (action.block_end set, e.g. OpenVLA) was never trained to decode in parallel: no
+    # such graph (for a 7B decoder it would be another copy of every weight)
+    converted = policy.cfg.action.block_end is not None and policy.cfg.action.decoding != "parallel"
+    if policy.eos_id is None and not converted:
         graphs["parallel"] = ParallelGraph(policy)
     graphs["prefill"] = PrefillGraph(policy, cap)
     graphs["decode_step"] = DecodeStepGraph(policy, cap)

@@ -53,7 +53,8 @@ class GraphRuntime(Runtime):
         if self.mode not in DECODING_MODES:
             raise ValueError(f"mode={self.mode!r}: expected one of {DECODING_MODES}")
         if self.mode == "parallel" and "parallel" not in self.manifest["graphs"]:
-            raise ValueError(f"{self.export_dir} has no parallel graph (FAST tokens decode autoregressively only)")
+            raise ValueError(f"{self.export_dir} has no parallel graph (FAST tokens and converted checkpoints decode "
+                             "autoregressively only)")
 
     @property
     def score_start(self) -> int:

@@ -38,9 +38,11 @@ Summary (--summary, default benchmarks/ablate_fusion.json, plus .md and .png nex
 their spread (std, min, max); other metrics as means over seeds. A row with fewer finished seeds than asked
 is marked INCOMPLETE in the table and the JSON (its numbers cover only the finished seeds).
 
-Timing on the 2-core CPU box (session of 2026-12-03): one pixel_shuffle training of 5000 steps ~20-25 min;
-the 128-token rows (linear, mlp) are slower (see the log's per-run times); evaluation (4 x 50 episodes) and
-latency a few minutes per run. The grid runs at the recipe's full 5000 steps.
+Timing on the 2-core CPU box (2026-12-03, grid started with nice -n 19): linear (128 visual tokens, the
+slowest connector class) trains at ~27-37 samples/s while another process competes for the cores and ~105
+samples/s (~200 steps/min) alone: ~30 min for 5000 steps; pixel_shuffle ~20-25 min (its quickstart run).
+Evaluation (2 tasks x 2 splits x 50 episodes) + export + latency: a few minutes per run; 15 runs: ~8-10 h.
+That is within the ~40 min per training budget, so the grid runs at the recipe's full 5000 steps.
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     from vla.policy_io import PolicyIO
 
     io = PolicyIO.load(args.checkpoint)
+    if io.cfg.action.tokenizer != "bins":
+        raise SystemExit("bench_fp16_agreement compares token ids slot by slot: bins tokenizers only (FAST chunks "
+                         "vary in length)")
     work = Path(tempfile.mkdtemp(prefix="fp16_"))
     for dt, name in ((torch.float32, "fp32"), (torch.float16, "fp16")):
         export_onnx(VLAPolicy.from_pretrained(args.checkpoint, dtype=dt), io, work / name)

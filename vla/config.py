@@ -70,7 +70,8 @@ class VisionConfig:
 
     @property
     def channels(self) -> int:
-        """Channels of pixel_values per camera: 3 per tower (a fused pair is normalized twice), + CoordConv."""
+        """Channels of pixel_values per camera: 3 per tower (a fused pair is normalized twice); CoordConv
+        channels are appended inside the tower, not fed."""
         return 3 * (1 + (self.fused is not None))
 
     def __post_init__(self) -> None:
@@ -189,7 +190,7 @@ class TextConfig:
         if self.kind == "embedded" and self.vocab_size < 264:
             raise _err("TextConfig", "vocab_size", self.vocab_size, "byte-level BPE needs >= 264 (256 bytes + specials)")
         if self.kind == "embedded" and self.path is not None:
-            raise _err("TextConfig", "path", self.path, "only applies to kind 'pretrained'")
+            raise _err("TextConfig", "path", self.path, "only applies to kinds 'pretrained' and 'tokenizer_json'")
         if self.prompt_len < 4:
             raise _err("TextConfig", "prompt_len", self.prompt_len, "must be >= 4 tokens")
 
@@ -257,6 +258,8 @@ class ActionConfig:
             raise _err("ActionConfig", "norm_mode", self.norm_mode, "must be bounds_q99, mean_std, min_max or openvla")
         if self.execute_steps is not None and not 1 <= self.execute_steps <= self.horizon:
             raise _err("ActionConfig", "execute_steps", self.execute_steps, f"must be in [1, horizon={self.horizon}] or null")
+        if self.block_end is not None and self.tokenizer != "bins":
+            raise _err("ActionConfig", "block_end", self.block_end, "only applies to tokenizer 'bins'")
         if self.block_end is not None and self.block_end < self.num_reserved_ids:
             raise _err("ActionConfig", "block_end", self.block_end, f"must be >= the {self.num_reserved_ids} action ids")
 

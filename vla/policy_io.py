@@ -212,7 +212,7 @@ def pad_prompts(prompts: Sequence[Sequence[int]], prompt_len: int, pad_id: int) 
     for i, p in enumerate(prompts):
         if len(p) > prompt_len:
             raise ValueError(f"prompt {i} has {len(p)} tokens, more than TextConfig.prompt_len={prompt_len}; "
-                             "raise prompt_len")
+                             "raise prompt_len (a converted checkpoint: convert again with --prompt-len)")
         if len(p):
             ids[i, prompt_len - len(p):] = p
             mask[i, prompt_len - len(p):] = True

@@ -76,7 +76,7 @@ class TensorRTRuntime(GraphRuntime):
         engine, ctx = self._engine(graph)
         trt = self.trt
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        keep, outputs = [], {}
+        alive, outputs = [], {}
         with torch.cuda.stream(self.stream):
             for n in names:
                 if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
@@ -87,7 +87,7 @@ class TensorRTRuntime(GraphRuntime):
                         t = torch.from_numpy(np.ascontiguousarray(v)).to(self.device, want)
                     ctx.set_input_shape(n, tuple(t.shape))
                     ctx.set_tensor_address(n, t.data_ptr())
-                    keep.append(t)
+                    alive.append(t)
             for n in names:
                 if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT:
                     out = torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=self._dtypes[engine.get_tensor_dtype(n)],

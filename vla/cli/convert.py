@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--prompt-len", type=int, default=64, help="prompt tokens the policy takes (left-padded)")
     o.add_argument("--restrict-logits", action="store_true",
                    help="decode only action ids (vla's mask) instead of OpenVLA's argmax over the whole vocabulary")
+    o.add_argument("--keep-case", action="store_true",
+                   help="do not lower-case the instruction (OpenVLA's deployment code lower-cases it)")
     o.add_argument("--max-shard-gb", type=float, default=4.0, help="largest output weight shard")
     o.set_defaults(func=openvla_cmd)
 
@@ -43,6 +45,7 @@ def openvla_cmd(args: argparse.Namespace) -> int:
     try:
         summary = convert_openvla(args.checkpoint, args.out, unnorm_key=args.unnorm_key, camera=args.camera,
                                   dtype=args.dtype, prompt_len=args.prompt_len, restrict_logits=args.restrict_logits,
+                                  lowercase=not args.keep_case,
                                   max_shard_bytes=int(args.max_shard_gb * (1 << 30)), progress=tick)
     finally:
         bar.close()

@@ -268,7 +268,7 @@ def inspect_openvla(src: str | Path, unnorm_key: str | None = None) -> OpenVLAIn
 
 
 def build_config(info: OpenVLAInfo, camera: str = "agentview", prompt_len: int = 64,
-                 restrict_logits: bool = False, prompt: str | None = None) -> VLAConfig:
+                 restrict_logits: bool = False, prompt: str | None = None, lowercase: bool = True) -> VLAConfig:
     """The vla config of a converted checkpoint (see the module docstring)."""
     strategy = info.config["image_resize_strategy"]
     resize = RESIZE[strategy]
@@ -289,7 +289,8 @@ def build_config(info: OpenVLAInfo, camera: str = "agentview", prompt_len: int =
         projector=ProjectorConfig(type="fused_gelu_mlp" if info.fused_projector else "mlp"),
         lm=LMConfig(model_type="llama", hf_config=text, attn_implementation="sdpa"),
         text=TextConfig(kind="tokenizer_json", vocab_size=info.block_end, prompt_len=prompt_len, bos_id=1,
-                        pad_id=int(info.config.get("pad_token_id", 32000)), lowercase=True, suffix_ids=(EMPTY_TOKEN,)),
+                        pad_id=int(info.config.get("pad_token_id", 32000)), lowercase=lowercase,
+                        suffix_ids=(EMPTY_TOKEN,)),
         action=ActionConfig(tokenizer="bins", n_bins=info.n_bins, horizon=1, dim=7, decoding="autoregressive",
                             norm_mode="openvla", execute_steps=1, block_end=info.block_end,
                             restrict_logits=restrict_logits),
@@ -408,16 +409,30 @@ def _action_normalizer(stats: dict[str, Any], count: int) -> Normalizer:
     return Normalizer(NormStats(**arrs, count=int(count)), mode="openvla", mask=mask)
 
 
+def _check_out(src: Path, out: Path) -> None:
+    """The output directory replaces whatever is at `out`: refuse the source itself, a directory holding it,
+    and any existing directory that is not a vla checkpoint (a converted one is replaced, atomically)."""
+    s, o = src.resolve(), out.resolve()
+    if o == s or o in s.parents:
+        raise ValueError(f"--out {out}: is {'the source checkpoint' if o == s else 'a directory holding the source'}; "
+                         "the output directory is replaced as a whole: choose a new one")
+    if o.exists() and (not o.is_dir() or (any(o.iterdir()) and not (o / "convert.json").is_file())):
+        raise ValueError(f"--out {out}: exists and is not a checkpoint `vla convert` wrote; it would be replaced "
+                         "as a whole: choose a new directory (or remove it yourself)")
+
+
 def convert_openvla(src: str | Path, out: str | Path, unnorm_key: str | None = None, camera: str = "agentview",
                     dtype: str = "bf16", prompt_len: int = 64, restrict_logits: bool = False,
-                    max_shard_bytes: int = 4 << 30, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                    lowercase: bool = True, max_shard_bytes: int = 4 << 30, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Convert `src` into the vla checkpoint `out` (written atomically); returns a summary (also saved as
     `convert.json` in it). Tensors are read, converted and written one at a time (`safetensors_stream`)."""
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype!r}: choose one of {sorted(DTYPES)}")
+    _check_out(Path(src), Path(out))
     t0 = time.perf_counter()
     info = inspect_openvla(src, unnorm_key)
-    cfg = build_config(info, camera=camera, prompt_len=prompt_len, restrict_logits=restrict_logits)
+    cfg = build_config(info, camera=camera, prompt_len=prompt_len, restrict_logits=restrict_logits,
+                       lowercase=lowercase)
     text_vocab = info.block_end
     expected = _expected_state(cfg, text_vocab, info.vocab_size)
 

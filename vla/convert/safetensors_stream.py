@@ -72,6 +72,12 @@ def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]
             raise ValueError(f"{path}: tensor {name!r} has dtype {v.get('dtype')!r}, not one of {sorted(DTYPES)}")
         s, e = v["data_offsets"]
         info = TensorInfo(DTYPES[v["dtype"]], tuple(int(x) for x in v["shape"]), base + int(s), base + int(e))
+        n_el = 1
+        for d in info.shape:
+            n_el *= d
+        if info.nbytes != n_el * torch.empty((), dtype=info.dtype).element_size():
+            raise ValueError(f"{path}: corrupt header: tensor {name!r} of shape {list(info.shape)} {v['dtype']} "
+                             f"spans {info.nbytes} bytes")
         if info.end > size:
             raise ValueError(f"{path}: truncated: tensor {name!r} ends at byte {info.end}, the file has {size} "
                              "(an interrupted copy or download?)")

@@ -81,6 +81,10 @@ def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor],
     prediction: the slots hold placeholder embeddings, so the continuation does not condition on them."""
     if policy.eos_id is not None:
         raise ValueError("parallel decoding needs a fixed-length action tokenizer (bins), not FAST")
+    a = policy.cfg.action
+    if a.block_end is not None and a.decoding != "parallel":
+        raise ValueError("this converted checkpoint decodes autoregressively; it was never trained to decode in "
+                         "parallel (its action slots are placeholders): use mode autoregressive")
     forced = None if prefix_ids is None else _forced(policy, inputs, prefix_ids, *_action_block(policy))
     logits = policy.forward(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"], inputs.get("state"),
                             mode="parallel")

@@ -20,6 +20,7 @@ Logits are restricted to the reserved action-id block both in the loss and when 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,6 +123,12 @@ class VLAPolicy(nn.Module):
         prompt-pooling prior is fit on them too, so a FiLM policy needs them."""
         if cfg.text.kind == "embedded":
             text = TextTokenizer.train_embedded(cfg.text.vocab_size, list(instructions))
+        elif cfg.text.kind == "tokenizer_json":
+            if cfg.text.path is None:
+                raise ValueError("TextConfig.kind='tokenizer_json' needs text.path (a dir with tokenizer.json); "
+                                 "converted checkpoints carry theirs (`vla convert`)")
+            text = TextTokenizer.from_tokenizer_json(Path(cfg.text.path) / "tokenizer.json", cfg.text.vocab_size,
+                                                     cfg.text.bos_id, cfg.text.pad_id)
         else:
             path = cfg.text.path or cfg.lm.pretrained
             if path is None:
@@ -379,15 +386,33 @@ class VLAPolicy(nn.Module):
             policy.lm.tie_weights()  # assign=True gave the two names separate tensors
         policy.to(map_location)  # buffers built in __init__ (masks, rotary tables) follow the weights
         if dtype is not None:
-            policy.to(dtype)
+            _cast_keeping_rotary(policy, dtype)
         policy.eval()
         return policy
+
+
+def _cast_keeping_rotary(policy: nn.Module, dtype: torch.dtype) -> None:
+    """`policy.to(dtype)`, except the rotary frequency tables (`inv_freq`), which transformers (and OpenVLA's
+    reference) keep in float32: in fp16 / bf16 they would shift the angles at a 300-token position by up to
+    0.07 / 0.37 rad."""
+    kept = [(m, k, b.clone()) for m in policy.modules() for k, b in m._buffers.items()
+            if b is not None and k in ("inv_freq", "original_inv_freq")]
+    policy.to(dtype)
+    for m, k, b in kept:
+        m._buffers[k] = b
+
+
+_META_LOCK = threading.Lock()
 
 
 @contextmanager
 def _parameters_on_meta() -> Iterator[None]:
     """Every parameter registered inside is moved to the meta device (buffers stay real), so building a
-    module costs no memory and no initialisation; `load_state_dict(assign=True)` then gives it weights."""
+    module costs no memory and no initialisation; `load_state_dict(assign=True)` then gives it weights.
+    It patches `nn.Module.register_parameter` for the process while inside: loads take a lock so two
+    threads loading policies do not interleave (a module built by other code meanwhile would get meta
+    parameters: build nothing else concurrently with a load)."""
+    _META_LOCK.acquire()
     register = nn.Module.register_parameter
 
     def on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
@@ -400,6 +425,7 @@ def _parameters_on_meta() -> Iterator[None]:
         yield
     finally:
         nn.Module.register_parameter = register
+        _META_LOCK.release()
 
 
 SHARD_INDEX = "model.safetensors.index.json"

@@ -87,13 +87,18 @@ def _buffers_like_parameters(module: nn.Module) -> Iterator[None]:
             m._buffers[k] = b
 
 
-def _static_pos_embed(model: nn.Module) -> None:
+def _static_pos_embed(model: nn.Module, image_size: int) -> None:
     """DINOv2's embeddings interpolate the position table whenever the graph is traced (a bicubic resize
-    with antialias, which opset 17 cannot express); our towers see one fixed image size, so the table is
-    used as stored, exactly what the untraced module computes at that size."""
+    with antialias, which opset 17 cannot express); where the table already fits the tower's image size
+    (towers built from a config, converted checkpoints), it is used as stored, exactly what the untraced
+    module computes at that size. A table for another size keeps transformers' interpolation."""
     emb = getattr(model, "embeddings", None)
-    if emb is not None and hasattr(emb, "interpolate_pos_encoding") and hasattr(emb, "position_embeddings"):
-        emb.interpolate_pos_encoding = lambda embeddings, height, width: emb.position_embeddings
+    if emb is None or not hasattr(emb, "interpolate_pos_encoding") or not hasattr(emb, "position_embeddings"):
+        return
+    patch = getattr(model.config, "patch_size", None)
+    if not isinstance(patch, int) or emb.position_embeddings.shape[1] != 1 + (image_size // patch) ** 2:
+        return  # a table for another size (a pretrained tower used at a new resolution): keep interpolating
+    emb.interpolate_pos_encoding = lambda embeddings, height, width: emb.position_embeddings
 
 
 class VisionTower(nn.Module):
@@ -118,7 +123,7 @@ class VisionTower(nn.Module):
             if getattr(m, "use_head", False):  # a pretrained SigLIP's pooling head: unused, drop it
                 m.use_head = False
                 del m.head
-        _static_pos_embed(self.model)
+        _static_pos_embed(self.model, cfg.image_size)
         core = getattr(self.model, "vision_model", self.model)
         if not cfg.post_norm and not (hasattr(core, "embeddings") and hasattr(core, "encoder")):
             raise ValueError(f"VisionConfig.post_norm=False: {type(core).__name__} is no ViT with embeddings + encoder")

@@ -66,6 +66,15 @@ def test_refusals_name_what_is_wrong(src, tmp_path):
         with pytest.raises(ValueError, match=msg):
             inspect_openvla(bad, KEY)
     (bad / "config.json").write_text(json.dumps(cfg))
+    # --out would be replaced as a whole: never the source, a directory holding it, or foreign files
+    for out, msg in ((bad, "is the source checkpoint"), (tmp_path, "a directory holding the source")):
+        with pytest.raises(ValueError, match=msg):
+            convert_openvla(bad, out, unnorm_key=KEY)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a checkpoint `vla convert` wrote"):
+        convert_openvla(bad, tmp_path / "mine", unnorm_key=KEY)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     shard = shard_files(bad)[-1]
     shard.write_bytes(shard.read_bytes()[:-100])  # an interrupted copy
     with pytest.raises(ValueError, match=f"{shard.name}: truncated"):
@@ -150,6 +159,17 @@ def test_restricted_decoding_and_exact_unnormalization(src, tmp_path):
     lo, hi, mask = np.array(stats["q01"]), np.array(stats["q99"]), np.array(stats["mask"])
     ref = np.where(mask, 0.5 * (norm + 1) * (hi - lo) + lo, norm)  # OpenVLA's predict_action, by hand
     assert np.array_equal(chunk.actions[0], ref.astype(np.float32))
+
+
+def test_half_precision_keeps_rotary_tables_in_fp32_and_parallel_decoding_is_refused(converted):
+    policy = VLAPolicy.from_pretrained(converted, dtype=torch.float16)
+    assert policy.lm.lm_head.weight.dtype == torch.float16
+    inv = [b for n, b in policy.named_buffers() if n.endswith("inv_freq")]
+    assert inv and all(b.dtype == torch.float32 for b in inv)
+    t = to_tensors(PolicyIO.load(converted).inputs([_obs(0)]))
+    with pytest.raises(ValueError, match="never trained to decode in parallel"):
+        TorchRuntime(policy, PolicyIO.load(converted), mode="parallel").infer(_obs(0))
+    assert decode_autoregressive(policy, t).shape == (1, 7)
 
 
 def test_bf16_checkpoint_loads_in_bf16_and_runs(src, tmp_path):

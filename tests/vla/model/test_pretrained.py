@@ -61,3 +61,20 @@ def test_policy_from_local_pretrained_dirs_round_trips(tmp_path, pretrained_dirs
     loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")  # no reference to the pretrained dirs remains
     assert loaded.cfg.lm.pretrained is None and loaded.cfg.vision.pretrained is None
     np.testing.assert_array_equal(checkpoint_actions(tmp_path / "ckpt", [make_obs(0)])[0], before)
+
+
+def test_pretrained_dinov2_at_another_resolution_interpolates_its_positions(tmp_path):
+    """The fixed-table shortcut for traced DINOv2 towers applies only when the table fits the image size;
+    a pretrained tower used at a new resolution keeps transformers' interpolation."""
+    from transformers import AutoConfig, AutoModel
+
+    from vla.config import VisionConfig
+    from vla.model.vision import VisionTower
+
+    hf = AutoConfig.for_model("dinov2", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=64, patch_size=14, image_size=56)
+    AutoModel.from_config(hf).save_pretrained(tmp_path / "dino")
+    tower = VisionTower(VisionConfig(model_type="dinov2", pretrained=str(tmp_path / "dino"), image_size=28,
+                                     coord_channels=False, drop_cls=True))
+    assert tower.num_patches == 4
+    assert tower(torch.zeros(1, 3, 28, 28)).shape == (1, 4, 32)

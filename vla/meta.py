@@ -61,14 +61,11 @@ def write_meta(directory: str | Path, cfg: VLAConfig, text_vocab_size: int, voca
     (Path(directory) / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def check_safetensors(path: str | Path) -> None:
-    """Refuse a missing, truncated or corrupt safetensors file with a message naming it.
-
-    The format is an 8-byte little-endian header length, a JSON header giving each tensor's byte range,
-    then the data: a file shorter than the last range ends (an interrupted copy) is truncated."""
+def read_safetensors_header(path: str | Path) -> tuple[dict[str, Any], int, int]:
+    """-> (the JSON header, the byte offset where the data starts, the file size); ValueError naming the
+    file when it is no safetensors file or its header is cut short or corrupt. The format is an 8-byte
+    little-endian header length, a JSON header giving each tensor's byte range, then the data."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint has no weights")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -81,7 +78,17 @@ def check_safetensors(path: str | Path) -> None:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ValueError(f"{path}: corrupt safetensors header") from None
+    return header, 8 + n, size
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse a missing, truncated or corrupt safetensors file with a message naming it: a file shorter than
+    the last byte range its header promises (an interrupted copy) is truncated."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint has no weights")
+    header, base, size = read_safetensors_header(path)
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > size:
-        raise ValueError(f"{path}: truncated: {size} bytes, its header promises {8 + n + end} "
+    if base + end > size:
+        raise ValueError(f"{path}: truncated: {size} bytes, its header promises {base + end} "
                          "(an interrupted copy or download?); copy the checkpoint again")

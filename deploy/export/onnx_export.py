@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from deploy.export.graphs import build_graphs
+from deploy.export.graphs import build_graphs, context_names
 from deploy.manifest import MANIFEST_FORMAT, load_manifest
 from vla.model.policy import VLAPolicy
 from vla.model.sequence import example_batch
@@ -41,31 +41,33 @@ _ONNX_DTYPES = {1: "float32", 7: "int64", 9: "bool", 10: "float16", 6: "int32"}
 
 def _io_names(policy: Any) -> dict[str, tuple[list[str], list[str]]]:
     enc_in = ["pixel_values", "prompt_ids", "prompt_mask"] + (["state"] if policy.cfg.use_state else [])
+    ctx = list(context_names(policy))  # fusion context: encoder output, decoder graphs' extra inputs
     return {
-        "encoder": (enc_in, ["prefix_embeds", "prefix_mask"]),
-        "parallel": (["prefix_embeds", "prefix_mask"], ["action_logits", "action_ids"]),
-        "prefill": (["prefix_embeds", "prefix_mask"], ["logits", "next_ids", "next_position", "cache_k", "cache_v"]),
-        "decode_step": (["token_ids", "position_ids", "write_index", "kv_mask", "cache_k", "cache_v"],
+        "encoder": (enc_in, ["prefix_embeds", "prefix_mask", *ctx]),
+        "parallel": (["prefix_embeds", "prefix_mask", *ctx], ["action_logits", "action_ids"]),
+        "prefill": (["prefix_embeds", "prefix_mask", *ctx],
+                    ["logits", "next_ids", "next_position", "cache_k", "cache_v"]),
+        "decode_step": (["token_ids", "position_ids", "write_index", "kv_mask", "cache_k", "cache_v", *ctx],
                         ["logits", "next_ids", "cache_k_out", "cache_v_out"]),
     }
 
 
 def _batch_axis(name: str) -> int:
-    return 1 if name.startswith("cache_") else 0  # caches are [layers, B, Hkv, Cap, hd]
+    return 1 if name.startswith(("cache_", "vis_")) else 0  # caches [layers, B, Hkv, Cap, hd]; vis_k/v [blocks, B, ...]
 
 
 def _example_args(policy: Any, graphs: dict[str, torch.nn.Module], batch: int) -> dict[str, tuple]:
     """Trace inputs for every graph, chained through the torch graphs themselves (batch > 1 so nothing bakes B)."""
     ex = example_batch(policy.cfg, batch_size=batch, text_vocab=policy.text_vocab_size)
     enc = (ex["pixel_values"], ex["prompt_ids"], ex["prompt_mask"]) + ((ex["state"],) if policy.cfg.use_state else ())
-    prefix, valid = graphs["encoder"](*enc)
-    args = {"encoder": enc, "parallel": (prefix, valid), "prefill": (prefix, valid)}
-    _, ids, pos, ck, cv = graphs["prefill"](prefix, valid)
+    prefix, valid, *ctx = graphs["encoder"](*enc)
+    args = {"encoder": enc, "parallel": (prefix, valid, *ctx), "prefill": (prefix, valid, *ctx)}
+    _, ids, pos, ck, cv = graphs["prefill"](prefix, valid, *ctx)
     cap = ck.shape[3]
     kv_mask = torch.zeros(batch, cap, dtype=torch.bool)
     kv_mask[:, : valid.shape[1]] = valid
     kv_mask[:, valid.shape[1]] = True
-    args["decode_step"] = (ids, pos, torch.tensor([valid.shape[1]], dtype=torch.long), kv_mask, ck, cv)
+    args["decode_step"] = (ids, pos, torch.tensor([valid.shape[1]], dtype=torch.long), kv_mask, ck, cv, *ctx)
     return args
 
 
@@ -207,6 +209,10 @@ def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: 
                 "score_id_start": int(policy.score_range[0]),
                 "score_id_count": int(policy.score_range[1] - policy.score_range[0]),
                 "hidden_size": int(policy.hidden_size),
+                # where vision meets the LM (vla.config.FusionConfig) and the context tensors the encoder
+                # hands to the decoder graphs (none for early fusion)
+                "fusion": policy.cfg.fusion.mode, "text_guided": bool(policy.cfg.fusion.text_guided),
+                "context": list(context_names(policy)),
             },
             "tokenizer": {"dir": "policy", "kind": policy.cfg.text.kind, "pad_id": policy.text_tokenizer.pad_id,
                           "bos_id": policy.text_tokenizer.bos_id, "prompt_template": policy.cfg.prompt_template,

@@ -38,15 +38,15 @@ def calibration_feeds(rt: GraphRuntime, observations: list[dict[str, Any]]) -> d
     for o in observations:
         inputs = rt.io.inputs([o])
         feeds["encoder"].append(rt.encoder_feeds(inputs))
-        prefix, valid = rt.encode(inputs)
+        prefix, valid, ctx = rt.encode(inputs)  # ctx: the fusion context every decoder graph takes too
         if "parallel" in feeds:
-            feeds["parallel"].append({"prefix_embeds": prefix, "prefix_mask": valid})
-        feeds["prefill"].append({"prefix_embeds": prefix, "prefix_mask": valid})
-        out = rt.run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid})
+            feeds["parallel"].append({"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
+        feeds["prefill"].append({"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
+        out = rt.run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
         L = valid.shape[1]
         kv = np.zeros((1, seq["cache_capacity"]), dtype=bool)
         kv[:, : L + 1] = np.concatenate([valid, [[True]]], 1)
         feeds["decode_step"].append({"token_ids": out["next_ids"], "position_ids": out["next_position"],
                                      "write_index": np.array([L], dtype=np.int64), "kv_mask": kv,
-                                     "cache_k": out["cache_k"], "cache_v": out["cache_v"]})
+                                     "cache_k": out["cache_k"], "cache_v": out["cache_v"], **ctx})
     return feeds

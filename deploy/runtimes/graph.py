@@ -74,9 +74,12 @@ class GraphRuntime(Runtime):
     def encoder_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {i["name"]: feeds[i["name"]] for i in self.manifest["graphs"]["encoder"]["inputs"]}
 
-    def encode(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """-> prefix_embeds [B, L, D], prefix_mask bool [B, L], the fusion context {name: array} the decoder
+        graphs take after their own inputs (the manifest's `sequence.context`: none for early fusion)."""
         out = self.run("encoder", self.encoder_feeds(feeds))
-        return out["prefix_embeds"], out["prefix_mask"]  # [B, L, D], bool [B, L]
+        ctx = {k: out[k] for k in self.manifest["sequence"].get("context", ())}
+        return out["prefix_embeds"], out["prefix_mask"], ctx
 
     def forced_ids(self, prefix_ids: Any, batch: int) -> np.ndarray | None:
         """prefix_ids validated against the manifest's `sequence` (`vla.greedy.check_prefix`) as int64 [B, k];
@@ -98,26 +101,27 @@ class GraphRuntime(Runtime):
         mode = mode or self.mode
         forced = self.forced_ids(prefix_ids, len(feeds["prompt_ids"]))
         t0 = time.perf_counter()
-        prefix, valid = self.encode(feeds)
+        prefix, valid, ctx = self.encode(feeds)
         t1 = time.perf_counter()
         if mode == "parallel":
-            out = self.run("parallel", {"prefix_embeds": prefix, "prefix_mask": valid})
+            out = self.run("parallel", {"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
             logits = out["action_logits"]  # [B, n, A]
             ids = logits.argmax(-1) + self.score_start
             if forced is not None:
                 ids[:, : forced.shape[1]] = forced  # forced slots; the tail is the unforced prediction
         else:
-            ids, logits = self._autoregressive(prefix, valid, forced)
+            ids, logits = self._autoregressive(prefix, valid, forced, ctx)
         self.last_timings.update(encoder_ms=(t1 - t0) * 1e3, decode_ms=(time.perf_counter() - t1) * 1e3)
         return (ids, logits) if return_logits else ids
 
-    def _autoregressive(self, prefix: np.ndarray, valid: np.ndarray,
-                        forced: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _autoregressive(self, prefix: np.ndarray, valid: np.ndarray, forced: np.ndarray | None = None,
+                        ctx: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Prefill once, then one decode step per token, through the shared greedy loop (forced ids [B, k]
         are stepped like decoded ones)."""
         seq = self.manifest["sequence"]
         b, L = valid.shape
-        out = self.run_device("prefill", {"prefix_embeds": prefix, "prefix_mask": valid}, keep=("cache_k", "cache_v"))
+        ctx = ctx or {}  # the observation's fusion context, fed to every decoder graph
+        out = self.run_device("prefill", {"prefix_embeds": prefix, "prefix_mask": valid, **ctx}, keep=("cache_k", "cache_v"))
         cache = {"cache_k": out["cache_k"], "cache_v": out["cache_v"]}  # device handles where the backend keeps them
         pos = out["next_position"]
         kv_mask = np.zeros((b, seq["cache_capacity"]), dtype=bool)
@@ -128,7 +132,7 @@ class GraphRuntime(Runtime):
             kv_mask[:, L + i] = True  # the slot this step writes
             o = self.run_device("decode_step", {
                 "token_ids": tok.astype(np.int64), "position_ids": (pos + i).astype(np.int64),
-                "write_index": np.array([L + i], dtype=np.int64), "kv_mask": kv_mask, **cache},
+                "write_index": np.array([L + i], dtype=np.int64), "kv_mask": kv_mask, **cache, **ctx},
                 keep=("cache_k_out", "cache_v_out"))
             cache.update(cache_k=o["cache_k_out"], cache_v=o["cache_v_out"])
             logits.append(o["logits"])

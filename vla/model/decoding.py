@@ -213,9 +213,15 @@ def decode_autoregressive(policy: VLAPolicy, inputs: dict[str, torch.Tensor], us
         raise ValueError("layer_loop=True needs use_cache=True (the no-cache reference always calls the whole LM)")
     forced = _forced(policy, inputs, prefix_ids, *_action_block(policy))  # before any compute: bad input fails fast
     lo, hi = policy.score_range  # the ids the greedy argmax ranks: the action block, or the whole vocabulary
-    prefix, valid = policy.embed_prefix(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"],
-                                        inputs.get("state"))  # [B, L, D], [B, L]
+    prefix, valid, _, ctx = policy.embed_observation(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"],
+                                                     inputs.get("state"))  # [B, L, D], [B, L]
     prefix, valid, padded = _compact(prefix, valid)
+    with policy.fusion_context(ctx):  # the fusion hooks read the observation's context at every LM call
+        return _decode_prefix(policy, prefix, valid, padded, use_cache, layer_loop, forced, lo, hi)
+
+
+def _decode_prefix(policy: VLAPolicy, prefix: torch.Tensor, valid: torch.Tensor, padded: bool, use_cache: bool,
+                   layer_loop: bool | None, forced: torch.Tensor | None, lo: int, hi: int) -> torch.Tensor:
     n, eos = policy.num_action_tokens, policy.eos_id
     if use_cache:
         lean = False
@@ -251,8 +257,8 @@ def generate_baseline(policy: VLAPolicy, inputs: dict[str, torch.Tensor]) -> tor
 
     Prompt padding is dropped first so generate's contiguous positions equal ours.
     """
-    prefix, valid = policy.embed_prefix(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"],
-                                        inputs.get("state"))
+    prefix, valid, _, ctx = policy.embed_observation(inputs["pixel_values"], inputs["prompt_ids"],
+                                                     inputs["prompt_mask"], inputs.get("state"))
     if prefix.shape[0] != 1:
         raise ValueError(f"generate_baseline runs batch 1 (got {prefix.shape[0]})")
     x = prefix[:, valid[0]]  # [1, L', D]
@@ -263,10 +269,11 @@ def generate_baseline(policy: VLAPolicy, inputs: dict[str, torch.Tensor]) -> tor
     def restrict(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # HF LogitsProcessor protocol
         return scores.masked_fill(~mask, float("-inf"))
 
-    out = policy.lm.generate(
-        inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long, device=x.device),
-        max_new_tokens=n, min_new_tokens=None if eos is not None else n, do_sample=False, num_beams=1,
-        logits_processor=[restrict] if policy.cfg.action.restrict_logits else [], eos_token_id=eos,
-        pad_token_id=eos if eos is not None else 0,
-    )
+    with policy.fusion_context(ctx):
+        out = policy.lm.generate(
+            inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long, device=x.device),
+            max_new_tokens=n, min_new_tokens=None if eos is not None else n, do_sample=False, num_beams=1,
+            logits_processor=[restrict] if policy.cfg.action.restrict_logits else [], eos_token_id=eos,
+            pad_token_id=eos if eos is not None else 0,
+        )
     return out[:, -n:] if eos is None else out  # inputs_embeds-only generate returns just the new tokens

@@ -10,6 +10,9 @@ observations is `vla.model.runtime.TorchRuntime`; decoding is `vla.model.decodin
 
 Sequence (static layout, see `vla.config`):
     [visual: C * K][prompt: T, left-padded][state: 0/1][action slots: n]
+Fusion (`VLAConfig.fusion`, `vla.model.fusion`): `early` is that sequence; `cross_attention` and `late` keep
+the visual tokens out of it ([prompt][state][slots]) and read them through a per-observation context of
+tensors (`embed_observation` -> ctx) made active by `fusion_context(ctx)` around every LM call.
 - autoregressive: the slots hold the previous action tokens (teacher forcing); the logits at the position
   before each slot predict it; decoding runs a KV-cached loop (`vla.model.decoding`).
 - parallel (OpenVLA-OFT): the slots hold learned placeholder embeddings, one per slot; the logits at each
@@ -34,6 +37,7 @@ from vla.config import VLAConfig
 from vla.io import atomic_directory, read_json
 from vla.meta import check_safetensors, read_meta, write_meta
 from vla.model.film import InstructionFiLM
+from vla.model.fusion import FUSION_MODES, TextGuidedEncoding
 from vla.model.projectors import build_projector
 from vla.model.sequence import attention_mask_4d, position_ids
 from vla.model.vision import VisionTower
@@ -103,6 +107,9 @@ class VLAPolicy(nn.Module):
                                          num_patches=self.vision.num_patches, grid=self.vision.grid)
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.use_state else None
         n_vis = len(cfg.cameras) * self.projector.num_tokens
+        # fusion: cross-attention blocks / the late-fusion head, hooked onto the LM (its modules untouched)
+        self.fusion = self._build_fusion(cfg, d)
+        self.text_guide = TextGuidedEncoding(d, self.vision) if cfg.fusion.text_guided else None
         self.visual_pos = nn.Parameter(torch.randn(n_vis, d) * 0.02) if cfg.visual_pos_embed else None  # [C*K, D]
         # training-only auxiliary head on a soft pointer over the image tokens (vla.config.AuxConfig)
         self.aux_head = nn.Linear(d, cfg.aux.state_dim) if cfg.aux else None
@@ -114,6 +121,19 @@ class VLAPolicy(nn.Module):
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
         block[self.action_block[0]:self.action_block[1]] = True
         self.register_buffer("action_logit_mask", block, persistent=False)  # [V]
+
+    def _build_fusion(self, cfg: VLAConfig, d: int) -> nn.Module | None:
+        mode = cfg.fusion.mode
+        if mode == "early":
+            return None
+        dec = self.lm.get_decoder()
+        if mode == "cross_attention":
+            fusion = FUSION_MODES[mode](cfg.fusion, d, int(self.lm.config.num_attention_heads), len(dec.layers))
+            fusion.install(dec.layers)
+        else:
+            fusion = FUSION_MODES[mode](d, len(cfg.cameras), self.projector.num_tokens)
+            fusion.install(dec.norm)
+        return fusion
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -147,8 +167,14 @@ class VLAPolicy(nn.Module):
         return PolicyIO(self.cfg, self.text_tokenizer, self.action_tokenizer, dict(normalizers))
 
     @property
-    def num_visual_tokens(self) -> int:
+    def num_image_tokens(self) -> int:
+        """Visual tokens the connector makes per observation (C * K), wherever fusion sends them."""
         return len(self.cfg.cameras) * self.projector.num_tokens
+
+    @property
+    def num_visual_tokens(self) -> int:
+        """Visual tokens in the LM context: C * K for early fusion, 0 for cross-attention and late fusion."""
+        return self.num_image_tokens if self.cfg.fusion.visual_in_sequence else 0
 
     @property
     def num_action_tokens(self) -> int:
@@ -176,10 +202,24 @@ class VLAPolicy(nn.Module):
 
     def embed_prefix(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                      state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (embeddings [B, L, D], valid [B, L]) for [visual][prompt][state]."""
+        """-> (embeddings [B, L, D], valid [B, L]) for [visual][prompt][state] (cross-attention / late
+        fusion: [prompt][state]; the LM then also needs `embed_observation`'s context)."""
+        return self.embed_observation(pixel_values, prompt_ids, prompt_mask, state)[:2]
+
+    def embed_observation(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                          state: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """-> (prefix [B, L, D], valid [B, L], visual tokens [B, C*K, D], fusion context {name: tensor}).
+
+        The context is what the fusion mode computes once per observation (`vla.model.fusion`): nothing for
+        early fusion, the blocks' visual keys / values for cross-attention, the pooled vision for late."""
         b, c = pixel_values.shape[:2]
         txt = self.embed_tokens(prompt_ids)  # [B, T, D]
-        feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
+        if self.text_guide is not None:  # TUNE: the prompt runs through the ViT's layers with the patches
+            feats = self.text_guide(self.vision, pixel_values.flatten(0, 1), txt.repeat_interleave(c, 0),
+                                    prompt_mask.bool().repeat_interleave(c, 0))  # [B*C, P, Dv]
+        else:
+            feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
         if self.film is not None:
             feats = self.film(feats, txt, prompt_ids, prompt_mask, c)
         if getattr(self.projector, "takes_text", False):  # instruction-aware connector: the prompt per camera
@@ -189,8 +229,14 @@ class VLAPolicy(nn.Module):
         vis = vis.reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
             vis = vis + self.visual_pos.to(vis.dtype)
-        parts = [vis.to(txt.dtype), txt]
-        valid = [torch.ones(b, vis.shape[1], dtype=torch.bool, device=txt.device), prompt_mask.bool()]
+        vis = vis.to(txt.dtype)
+        if self.fusion is None:
+            parts = [vis, txt]
+            valid = [torch.ones(b, vis.shape[1], dtype=torch.bool, device=txt.device), prompt_mask.bool()]
+            ctx: dict[str, torch.Tensor] = {}
+        else:
+            parts, valid = [txt], [prompt_mask.bool()]
+            ctx = self.fusion.context(vis)
         if self.cfg.bos_before_visual:  # Prismatic: [BOS][visual][prompt]
             bos = torch.full((b, 1), self.cfg.text.bos_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
             parts.insert(0, self.embed_tokens(bos))  # [B, 1, D]
@@ -200,7 +246,24 @@ class VLAPolicy(nn.Module):
                 raise ValueError(f"VLAConfig.state_dim={self.cfg.state_dim} but no state was given")
             parts.append(self.state_proj(state.to(self.state_proj.weight.dtype))[:, None].to(txt.dtype))  # [B, 1, D]
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=txt.device))
-        return torch.cat(parts, 1), torch.cat(valid, 1)
+        return torch.cat(parts, 1), torch.cat(valid, 1), vis, ctx
+
+    @contextmanager
+    def fusion_context(self, ctx: dict[str, torch.Tensor]) -> Iterator[None]:
+        """While inside, the LM's fusion hooks read `ctx` (from `embed_observation`; the exported graphs pass
+        their inputs). Early fusion: nothing to do. One observation batch at a time per policy (not re-entrant
+        across threads)."""
+        if self.fusion is None:
+            yield
+            return
+        missing = [k for k in self.fusion.context_names if k not in ctx]
+        if missing:
+            raise ValueError(f"fusion.mode {self.cfg.fusion.mode!r}: the context lacks {missing}")
+        prev, self.fusion.active = self.fusion.active, ctx
+        try:
+            yield
+        finally:
+            self.fusion.active = prev
 
     def visual_pointer(self, vis: torch.Tensor) -> torch.Tensor:
         """Image tokens [B, C*K, D] -> their softmax(aux_score)-weighted average [B, D] (float32), which the
@@ -227,10 +290,10 @@ class VLAPolicy(nn.Module):
         """Logits [B, n, V] for the n action slots (teacher-forced `action_ids` [B, n] in AR mode).
 
         compact=False keeps the static layout (data-independent shapes, for ONNX export / tracing).
-        return_visual=True also returns the image tokens as the LM receives them [B, C*K, D].
+        return_visual=True also returns the image tokens as fusion receives them [B, C*K, D].
         """
         mode = mode or self.cfg.action.decoding
-        prefix, valid = self.embed_prefix(pixel_values, prompt_ids, prompt_mask, state)
+        prefix, valid, vis, ctx = self.embed_observation(pixel_values, prompt_ids, prompt_mask, state)
         if compact:  # drop prompt columns that are padding in every row: same result, shorter sequence
             keep = valid.any(0)
             if not bool(keep.all()):
@@ -250,11 +313,11 @@ class VLAPolicy(nn.Module):
         x = torch.cat([prefix, tail], 1)  # [B, L + n(-1), D]
         v = torch.cat([valid, torch.ones(b, tail.shape[1], dtype=torch.bool, device=valid.device)], 1)
         mask = self.sequence_mask(v, L, bidirectional_tail=bidir)
-        out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
-                      use_cache=False, logits_to_keep=n)
-        if return_visual:  # [B, n, V], [B, C*K, D] (the prefix starts with them, after a leading BOS)
-            v0 = int(self.cfg.bos_before_visual)
-            return out.logits, prefix[:, v0: v0 + self.num_visual_tokens]
+        with self.fusion_context(ctx):
+            out = self.lm(inputs_embeds=x, attention_mask=self.lm_mask(mask, x.dtype), position_ids=position_ids(v),
+                          use_cache=False, logits_to_keep=n)
+        if return_visual:  # [B, n, V], [B, C*K, D] (the image tokens as fusion receives them)
+            return out.logits, vis
         return out.logits  # [B, n, V]
 
     def restrict(self, logits: torch.Tensor) -> torch.Tensor:

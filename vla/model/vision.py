@@ -160,13 +160,18 @@ class VisionTower(nn.Module):
             d.pop(k, None)
         return d
 
-    def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def prepare(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """What the HF model takes: the tower's dtype, CoordConv channels appended ([N, 3 (+2), S, S])."""
         weight = next(self.model.parameters())
         if weight.dtype != pixel_values.dtype and weight.dtype in (torch.float16, torch.bfloat16):
             pixel_values = pixel_values.to(weight.dtype)  # a half-precision tower takes float32 feeds
         if self.coords is not None:
             coords = self.coords.to(pixel_values.device, pixel_values.dtype).expand(pixel_values.shape[0], -1, -1, -1)
             pixel_values = torch.cat([pixel_values, coords], 1)  # [N, 3 + 2, S, S]
+        return pixel_values
+
+    def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixel_values = self.prepare(pixel_values)
         if self.cfg.post_norm:
             feats = self.model(pixel_values=pixel_values).last_hidden_state  # [N, P(+1), Dv], or a conv map [N, C, h, w]
         else:  # the last block's output, before the final norm

@@ -8,9 +8,13 @@ optimizer steps, same batch size, everything else the embedded default.
 
 Rows: each row is a name and a dict of TrainConfig overrides with dotted `model.` keys, exactly what
 `vla train --config tiny --set model.projector=...` applies (`TrainConfig.load("tiny", overrides=...)`). The
-default rows change ONLY `model.projector` of the embedded default `tiny` (FiLM, aux head, state token,
+connector rows change ONLY `model.projector` of the embedded default `tiny` (FiLM, aux head, state token,
 decoding... identical): linear, mlp, pixel_shuffle (the default's own connector), resampler, qformer (the
-resampler / qformer with their config defaults). A later fusion mode is one more entry in ROWS.
+resampler / qformer with their config defaults). The fusion rows change `model.fusion` (and what the mode
+replaces): xattn (cross-attention blocks before both LM layers, the visual tokens out of the sequence),
+late (late fusion, and no FiLM: the floor without any cross-modal mixing), vit (a SigLIP tower of the same
+grid in place of the conv tower, FiLM kept) and vit_tune (that tower with text-guided encoding in FiLM's
+place). A later mode is one more entry in ROWS.
 `fused_gelu_mlp` is not a row: it is the connector of converted OpenVLA checkpoints.
 
 Every run trains on the same demos (default: the quickstart's, runs/demos/{ReachCube,PickCube}/part*; when
@@ -20,7 +24,8 @@ stops being needed after its demo stage) for --steps optimizer steps (default: t
 recipe's batch size (32), seeds --seeds (the TrainConfig seed: init, batches, val split). Then per run:
 - success over --episodes episodes (seeds 10000...) per task on split "train" (in distribution) and "heldout"
   (`vla eval --heldout`: held-out paraphrases and object positions), through `vla eval` itself;
-- visual tokens in the LM context (`policy.num_visual_tokens`), parameters;
+- visual tokens in the LM context (`policy.num_visual_tokens`; 0 for xattn / late, whose image tokens,
+  `num_image_tokens`, are read outside the sequence), parameters;
 - training samples/s (the train summary) and the training's peak RSS (each training runs in a child process,
   `--child-train`, so peaks are per run and a crash does not kill the grid);
 - per-chunk inference latency p50 on torch and on ONNX Runtime (`deploy.export.export_onnx`), 1 thread each
@@ -71,6 +76,10 @@ sys.path.insert(0, str(ROOT))
 from vla.evaluation import wilson_interval  # noqa: E402
 from vla.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
 
+# a ViT tower the size of the default's conv tower budget: 64 px, 8 px patches (the same 8x8 grid), CoordConv
+VIT_TOWER = {"model_type": "siglip_vision_model", "image_size": 64, "coord_channels": True,
+             "hf_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                           "num_attention_heads": 4, "patch_size": 8}}
 # name -> TrainConfig overrides (dotted `model.` keys as `vla train --set`); a new fusion mode is one more entry
 ROWS: dict[str, dict[str, Any]] = {
     "linear": {"model.projector": {"type": "linear"}},
@@ -78,6 +87,13 @@ ROWS: dict[str, dict[str, Any]] = {
     "pixel_shuffle": {"model.projector": {"type": "pixel_shuffle"}},
     "resampler": {"model.projector": {"type": "resampler"}},
     "qformer": {"model.projector": {"type": "qformer"}},
+    # fusion modes (vla.config.FusionConfig) on the default's connector (pixel_shuffle, 16 tokens per camera)
+    "xattn": {"model.fusion": {"mode": "cross_attention"}},  # gated blocks before both LM layers
+    "late": {"model.fusion": {"mode": "late"}, "model.film": None},  # the floor: no cross-modal mixing at all
+    # text-guided encoding needs a ViT: the same-sized SigLIP tower with FiLM (its baseline) and with TUNE
+    # in FiLM's place (both are the instruction entering the vision features; TUNE inside every layer)
+    "vit": {"model.vision": VIT_TOWER},
+    "vit_tune": {"model.vision": VIT_TOWER, "model.fusion": {"text_guided": True}, "model.film": None},
 }
 BASE_CONFIG = "tiny"
 DEFAULT_TASKS = ("ReachCube", "PickCube")
@@ -173,7 +189,8 @@ def measure_latency(run_dir: Path, task: str) -> dict[str, Any]:
 
     ckpt, onnx_dir = run_dir / "policy" / "checkpoint", run_dir / "onnx"
     policy = VLAPolicy.from_pretrained(ckpt)
-    info = {"visual_tokens": int(policy.num_visual_tokens), "params": int(sum(p.numel() for p in policy.parameters())),
+    info = {"visual_tokens": int(policy.num_visual_tokens), "image_tokens": int(policy.num_image_tokens),
+            "fusion": policy.cfg.fusion.mode, "params": int(sum(p.numel() for p in policy.parameters())),
             "prefix_len": int(policy.prefix_len)}
     if not (onnx_dir / "manifest.json").is_file():
         t0 = time.perf_counter()

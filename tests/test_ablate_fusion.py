@@ -17,17 +17,25 @@ ablate = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ablate)
 
 
-def test_rows_change_only_the_projector():
+def test_rows_change_only_what_they_name():
     from vla.train import TrainConfig
 
     base = TrainConfig.load("tiny")
     assert "fused_gelu_mlp" not in ablate.ROWS
+    connectors = {"linear", "mlp", "pixel_shuffle", "resampler", "qformer"}
+    assert connectors <= set(ablate.ROWS)
     for row, overrides in ablate.ROWS.items():
         cfg = ablate.train_config(row, overrides, seed=1, steps=7)
-        assert cfg.model_config().projector.type == row
+        m = cfg.model_config()
         assert cfg.max_steps == 7 and cfg.seed == 1 and cfg.batch_size == base.batch_size
-        a, b = cfg.model_config().to_dict(), base.model_config().to_dict()
-        assert {k for k in a if a[k] != b[k]} <= {"projector"}
+        a, b = m.to_dict(), base.model_config().to_dict()
+        named = {k.split(".")[1] for k in overrides}
+        assert {k for k in a if a[k] != b[k]} == (named - {"projector"} if row == "pixel_shuffle" else named), row
+        if row in connectors:
+            assert named == {"projector"} and m.projector.type == row
+    assert ablate.ROWS["xattn"] == {"model.fusion": {"mode": "cross_attention"}}
+    vit = ablate.train_config("vit_tune", ablate.ROWS["vit_tune"], 0, 7).model_config()
+    assert vit.fusion.text_guided and vit.film is None and vit.vision.model_type == "siglip_vision_model"
     assert ablate.train_config("pixel_shuffle", ablate.ROWS["pixel_shuffle"], 0, base.max_steps).model_config() == \
         base.model_config()
 

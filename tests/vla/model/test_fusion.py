@@ -153,3 +153,21 @@ def test_fusion_config_errors_name_the_field():
     d = fusion_cfg("cross_attention", True, every=2).to_dict()
     assert dataclasses.asdict(type(cfg).from_dict(d).fusion) == {"mode": "cross_attention", "every": 2, "heads": None,
                                                                   "text_guided": True}
+
+
+@pytest.mark.parametrize("mode", [m for m in FUSION_MODES if m != "early"])
+def test_lora_and_a_frozen_lm_keep_the_fusion_hooks_and_train_the_fusion_modules(mode):
+    from vla.train.config import LoraSettings, TrainConfig
+    from vla.train.loop import _apply_trainability, merged_state_dict
+
+    policy = make_policy(fusion_cfg(mode, False))
+    open_gates(policy)
+    _apply_trainability(policy, TrainConfig(lora=LoraSettings(r=2)))
+    assert all(p.requires_grad for p in policy.fusion.parameters())
+    assert not any(p.requires_grad for n, p in policy.lm.named_parameters() if "lora_" not in n)
+    b1, b2 = obs_only(batch(policy)), obs_only(batch(policy))
+    b2["pixel_values"] = -b2["pixel_values"]
+    with torch.no_grad():
+        assert (policy.forward(**b1, mode="parallel") - policy.forward(**b2, mode="parallel")).abs().max() > 1e-3
+    merged = merged_state_dict(policy)
+    assert any(k.startswith("fusion.") for k in merged) and not any("lora_" in k for k in merged)

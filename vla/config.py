@@ -14,6 +14,9 @@ The sequence the causal LM sees (static layout, so it traces and exports cleanly
 
     [visual tokens: n_cameras * tokens_per_camera][prompt: prompt_len, left-padded][state: 0 or 1][action slots]
 
+With `fusion.mode` cross_attention or late the visual tokens stay out of it ([prompt][state][action slots])
+and reach the LM through cross-attention blocks or at the action head (`FusionConfig`, docs/fusion.md).
+
 Prompt padding sits in the middle of the sequence; a 4-D attention mask hides it and position ids skip
 it (`vla.model.sequence`), so a padded row computes exactly what the unpadded row would.
 """

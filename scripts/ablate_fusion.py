@@ -29,7 +29,9 @@ recipe's batch size (32), seeds --seeds (the TrainConfig seed: init, batches, va
 - training samples/s (the train summary) and the training's peak RSS (each training runs in a child process,
   `--child-train`, so peaks are per run and a crash does not kill the grid);
 - per-chunk inference latency p50 on torch and on ONNX Runtime (`deploy.export.export_onnx`), 1 thread each
-  (as `vla eval`), over 20 sim observations of the first task.
+  (as `vla eval`), over 20 sim observations of the first task;
+- grounding (`scripts/probe_grounding.py`): on 40 ReachCube scenes (seeds 200...), each first frame re-asked
+  naming every cube's colour: how often the first chunk points at the cube named (chance 1 / cubes).
 
 Resumable: one directory per run, <out>/<row>_s<seed>/: policy/ (the `train()` run dir; `train(...,
 resume=True)` when a train_state exists but the training did not finish), train_result.json, one
@@ -102,6 +104,7 @@ QUICKSTART_DEMOS = {"ReachCube": 3000, "PickCube": 400}  # vla.cli.quickstart.DE
 SPLITS = ("train", "heldout")
 EVAL_SEED = 10_000
 LATENCY_OBS = 20
+GROUNDING_TASK, GROUNDING_SEED, GROUNDING_SCENES = "ReachCube", 200, 40  # probe_grounding.py's defaults
 
 
 def wilson(k: int, n: int) -> list[float]:
@@ -173,6 +176,32 @@ def child_eval(run_dir: Path, tasks: list[str], episodes: int) -> int:
     lat = run_dir / "latency.json"
     if not lat.is_file():
         atomic_write_json(lat, measure_latency(run_dir, tasks[0]))
+    ground = run_dir / "grounding.json"
+    if not ground.is_file():
+        atomic_write_json(ground, measure_grounding(ckpt))
+
+
+def measure_grounding(ckpt: Path) -> dict[str, Any]:
+    """scripts/probe_grounding.py on GROUNDING_TASK: does the policy's first chunk point at the cube the
+    instruction names (re-asked with every cube's colour on the same first frame)?"""
+    import importlib.util
+
+    import torch
+
+    import sim
+    from vla.model.runtime import TorchRuntime
+
+    spec = importlib.util.spec_from_file_location("probe_grounding", ROOT / "scripts" / "probe_grounding.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.set_num_threads(1)
+    rt = TorchRuntime.from_checkpoint(ckpt)
+    env = sim.make(GROUNDING_TASK, image_size=rt.cfg.vision.image_size)
+    try:
+        return {"task": GROUNDING_TASK, "seed": GROUNDING_SEED,
+                **mod.probe(rt, env, range(GROUNDING_SEED, GROUNDING_SEED + GROUNDING_SCENES))}
+    finally:
+        env.close()
     return 0
 
 
@@ -343,6 +372,7 @@ def do_run(row: str, seed: int, args: argparse.Namespace, tag: str) -> dict[str,
         return None
     tr = read_json(run_dir / "train_result.json", "")
     lat = read_json(run_dir / "latency.json", "")
+    ground = read_json(run_dir / "grounding.json", "")
     evals = {}
     for task in args.tasks:
         for split in SPLITS:
@@ -355,6 +385,8 @@ def do_run(row: str, seed: int, args: argparse.Namespace, tag: str) -> dict[str,
               "train_samples_per_s": tr["samples_per_s"], "train_seconds": tr["train_seconds"],
               "peak_rss_mb": tr["peak_rss_mb"], "resumed_from_step": tr["resumed_from_step"],
               "torch_chunk_ms_p50": lat["torch_chunk_ms_p50"], "onnx_chunk_ms_p50": lat["onnx_chunk_ms_p50"],
+              "image_tokens": lat.get("image_tokens"), "fusion": lat.get("fusion"),
+              "grounding": {k: ground[k] for k in ("task", "points_at_named", "chance", "asked", "spread")},
               "eval": evals, "wall_s_this_session": timing}
     atomic_write_json(result_path, result)
     _record(result, row, seed, args)
@@ -382,9 +414,15 @@ def summarize_row(row: str, results: dict[int, dict], seeds: list[int], tasks: l
     done = sorted(s for s in seeds if s in results)
     out: dict[str, Any] = {"row": row, "overrides": ROWS.get(row), "seeds_asked": seeds, "seeds_finished": done,
                            "complete": len(done) == len(seeds)}
-    for key in ("visual_tokens", "params", "train_samples_per_s", "train_seconds", "peak_rss_mb",
+    for key in ("visual_tokens", "image_tokens", "params", "train_samples_per_s", "train_seconds", "peak_rss_mb",
                 "torch_chunk_ms_p50", "onnx_chunk_ms_p50"):
-        out[key] = _mean([results[s][key] for s in done])
+        out[key] = _mean([results[s].get(key) for s in done])
+    out["fusion"] = row_fusion(row)
+    g = [results[s]["grounding"] for s in done if results[s].get("grounding")]
+    out["grounding"] = None if not g else {
+        "task": g[0]["task"], "chance": g[0]["chance"], "seeds": len(g),
+        "points_at_named": _mean([x["points_at_named"] for x in g]),
+        "per_seed": [x["points_at_named"] for x in g], "spread": _mean([x["spread"] for x in g])}
     success: dict[str, dict] = {}
     for task in tasks:
         for split in SPLITS:
@@ -410,14 +448,24 @@ def summarize_row(row: str, results: dict[int, dict], seeds: list[int], tasks: l
     return out
 
 
+def row_fusion(row: str) -> str:
+    """early | cross_attention | late, + text_guided: the plot's marker of a row."""
+    f = (ROWS.get(row) or {}).get("model.fusion") or {}
+    return f.get("mode", "early") + (" + text_guided" if f.get("text_guided") else "")
+
+
+MARKERS = {"early": "o", "cross_attention": "s", "late": "^", "early + text_guided": "D"}
+
+
 def _fmt(x: float | None, f: str) -> str:
     return "-" if x is None else format(x, f)
 
 
 def table(rows: list[dict], tasks: list[str]) -> str:
     cols = [f"{t} {s}" for t in tasks for s in SPLITS]
-    lines = ["| row | seeds | visual tokens | params (M) | train samples/s | peak RSS (GB) | torch ms/chunk | "
-             "ORT ms/chunk | " + " | ".join(cols) + " |", "|---" * (8 + len(cols)) + "|"]
+    lines = ["| row | fusion | seeds | visual tokens (in LM / made) | params (M) | train samples/s | peak RSS (GB) | "
+             "torch ms/chunk | ORT ms/chunk | " + " | ".join(cols) + " | points at the named cube |",
+             "|---" * (10 + len(cols)) + "|"]
     for r in rows:
         name = f"{r['row']}" if r["complete"] else f"{r['row']} **INCOMPLETE**"
         cells = []
@@ -433,10 +481,15 @@ def table(rows: list[dict], tasks: list[str]) -> str:
                 cells.append(f"{c['pooled_rate']:.2f} [{lo:.2f}-{hi:.2f}] ({per}{sd})")
         rss = None if r["peak_rss_mb"] is None else r["peak_rss_mb"] / 1024
         params = None if r["params"] is None else r["params"] / 1e6
-        lines.append(f"| {name} | {len(r['seeds_finished'])}/{len(r['seeds_asked'])} | {_fmt(r['visual_tokens'], '.0f')} | "
+        g = r.get("grounding")
+        gcell = "-" if not g else (f"{g['points_at_named']:.2f} (" + "/".join(f"{v:.2f}" for v in g["per_seed"])
+                                   + f"; chance {g['chance']:.2f})")
+        made = r.get("image_tokens")
+        lines.append(f"| {name} | {r.get('fusion', '-')} | {len(r['seeds_finished'])}/{len(r['seeds_asked'])} | "
+                     f"{_fmt(r['visual_tokens'], '.0f')} / {_fmt(made, '.0f')} | "
                      f"{_fmt(params, '.2f')} | {_fmt(r['train_samples_per_s'], '.1f')} | {_fmt(rss, '.2f')} | "
                      f"{_fmt(r['torch_chunk_ms_p50'], '.1f')} | {_fmt(r['onnx_chunk_ms_p50'], '.1f')} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {gcell} |")
     return "\n".join(lines) + "\n"
 
 
@@ -458,7 +511,8 @@ def plot(rows: list[dict], path: Path) -> None:
                 if r[key] is None or s["rate"] is None:
                     continue
                 lo, hi = s["wilson95"]
-                ax.errorbar([r[key]], [s["rate"]], yerr=[[s["rate"] - lo], [hi - s["rate"]]], marker="o", capsize=3,
+                ax.errorbar([r[key]], [s["rate"]], yerr=[[s["rate"] - lo], [hi - s["rate"]]],
+                            marker=MARKERS.get(r.get("fusion", "early"), "o"), capsize=3,
                             mfc="none" if not r["complete"] else None, label=r["row"] + ("" if r["complete"] else " (incomplete)"))
                 ax.annotate(r["row"], (r[key], s["rate"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
             ax.set(xlabel=label, ylabel=f"success, split {split} (all tasks pooled, Wilson 95%)", ylim=(-0.05, 1.05))

@@ -62,3 +62,19 @@ def test_every_fusion_mode_exports_with_parity(mode, text_guided, decoding, tmp_
 
 def layer_norms_of_tower(policy) -> int:
     return sum(isinstance(m, torch.nn.LayerNorm) for m in policy.vision.modules())
+
+
+def test_cross_attention_behind_a_perceiver_resampler_exports_with_parity(tmp_path):
+    """Flamingo's layout: a resampler compresses the patches to K queries, which the gated blocks read."""
+    cfg = fusion_cfg("cross_attention", False, "autoregressive", every=2)
+    cfg = cfg.replace(projector=type(cfg.projector)(type="resampler", num_queries=3, num_heads=2))
+    policy = make_policy(cfg, instructions=INSTRUCTIONS).eval()
+    open_gates(policy)
+    export_onnx(policy, io_of(policy), tmp_path / "x")
+    rt = OnnxRuntime(tmp_path / "x", providers=["CPUExecutionProvider"], threads=1)
+    obs = [make_obs(seed=s, instruction=INSTRUCTIONS[s % 3]) for s in range(3)]
+    ids = rt.decode_ids(io_of(policy).inputs(obs))
+    with torch.no_grad():
+        ref = decode_autoregressive(policy, prepare(policy, obs))
+    assert np.array_equal(ids, ref.numpy())
+    assert rt.manifest["graphs"]["prefill"]["inputs"][2]["shape"] == [2, "batch", 2, 2 * 3, 16]  # [blocks (layers 0, 2), B, H, C*K, hd]

@@ -163,3 +163,30 @@ def test_export_tensorrt_cli_prints_trtexec(onnx_dir, tmp_path, capsys):
     assert "trtexec --onnx=encoder.onnx --saveEngine=encoder.engine" in out
     m = json.loads((tmp_path / "e" / "manifest.json").read_text())
     assert set(m["graphs"]) == {"encoder"} and (tmp_path / "e" / "encoder.engine").is_file()
+
+
+@pytest.mark.parametrize("mode,text_guided", [("cross_attention", False), ("late", False), ("early", True)])
+def test_fusion_mode_graphs_build_engines_and_calibrate(mode, text_guided, tmp_path):
+    """The TensorRT(-RTX) parser and builder take every fusion mode's graphs (a stronger check than the op
+    list), the engine profiles cover the fusion context inputs (vis_k / vis_v: batch on axis 1), and INT8
+    calibration feeds carry the context the decoder graphs take."""
+    from deploy.export import export_onnx
+    from deploy.export.tensorrt_build import build_engines
+    from deploy.runtimes.calibration import calibration_feeds
+    from deploy.runtimes.onnx import OnnxRuntime
+    from tests.vla.model.test_fusion import fusion_cfg
+
+    _trt_or_skip()
+    policy = make_policy(fusion_cfg(mode, text_guided, "parallel")).eval()
+    export_onnx(policy, io_of(policy), tmp_path / "onnx", max_batch=4)
+    build_engines(tmp_path / "onnx", tmp_path / "engines")
+    m = json.loads((tmp_path / "engines" / "manifest.json").read_text())
+    assert set(m["graphs"]) == {"encoder", "parallel", "prefill", "decode_step"}
+    onnx_m = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    for name in onnx_m["sequence"]["context"]:
+        prof = m["graphs"]["decode_step"]["profile"][name]
+        axis = 1 if name.startswith("vis_") else 0
+        assert (prof[0][axis], prof[2][axis]) == (1, 4), name
+    feeds = calibration_feeds(OnnxRuntime(tmp_path / "onnx", providers=["CPUExecutionProvider"]), [make_obs(0)])
+    for graph, batches in feeds.items():
+        assert {i["name"] for i in onnx_m["graphs"][graph]["inputs"]} == set(batches[0]), graph

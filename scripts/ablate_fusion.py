@@ -89,6 +89,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "pixel_shuffle": {"model.projector": {"type": "pixel_shuffle"}},
     "resampler": {"model.projector": {"type": "resampler"}},
     "qformer": {"model.projector": {"type": "qformer"}},
+    # the resampler with a learned position embedding on its patch keys (the diagnosis' candidate fix)
+    "resampler_pos": {"model.projector": {"type": "resampler", "key_pos_embed": True}},
     # fusion modes (vla.config.FusionConfig) on the default's connector (pixel_shuffle, 16 tokens per camera)
     "xattn": {"model.fusion": {"mode": "cross_attention"}},  # gated blocks before both LM layers
     "late": {"model.fusion": {"mode": "late"}, "model.film": None},  # the floor: no cross-modal mixing at all

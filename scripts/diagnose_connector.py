@@ -13,6 +13,8 @@ fusion module receives them) and reports:
   tower; one that averages it away drops;
 - token collapse: mean cosine similarity between the K tokens of one camera (1 = every query says the same),
   and how much a token varies across scenes relative to its norm (0 = the tokens ignore the image);
+- permutation test (resampler / qformer): shuffling the patch order changes the tokens by this much
+  (relative); 0 means the connector cannot tell where a patch is except from its content;
 - attention (resampler / qformer): the entropy of each query's attention over the P patches, divided by
   log P (1 = uniform: the query averages the whole image), and the mean spatial spread (std, in grid cells)
   of the attended locations.
@@ -73,7 +75,7 @@ def _attention(proj: Any, feats: Any, txt: Any, mask: Any) -> Any | None:
 
     name = type(proj).__name__
     if name == "ResamplerProjector":
-        kv = proj.kv_norm(proj.kv_proj(feats))
+        kv = proj.keys_values(feats)
         q = proj.q_norm(proj.queries).unsqueeze(0).expand(feats.shape[0], -1, -1)
         return proj.attn(q, kv, kv, need_weights=True, average_attn_weights=True)[1]
     if name == "QFormerProjector":
@@ -83,9 +85,16 @@ def _attention(proj: Any, feats: Any, txt: Any, mask: Any) -> Any | None:
         ctx = torch.cat([h, proj.txt_norm(txt.to(h.dtype))], 1)
         ignore = torch.cat([torch.zeros_like(mask[:, :1]).expand(n, q.shape[1]), ~mask.bool()], 1)
         q = q + proj.self_attn(h, ctx, ctx, key_padding_mask=ignore, need_weights=False)[0]
-        kv = proj.kv_norm(proj.kv_proj(feats))
+        kv = proj.keys_values(feats)
         return proj.cross_attn(proj.cross_norm(q), kv, kv, need_weights=True, average_attn_weights=True)[1]
     return None
+
+
+def _project(proj: Any, feats: Any, txt: Any, mask: Any, cameras: int) -> Any:
+    """The connector's tokens for patch features [C, P, Dv] (the prompt per camera for a qformer)."""
+    if getattr(proj, "takes_text", False):
+        return proj(feats, txt.repeat_interleave(cameras, 0), mask.bool().repeat_interleave(cameras, 0))
+    return proj(feats)
 
 
 def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
@@ -98,7 +107,7 @@ def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
 
     policy, io = VLAPolicy.from_pretrained(ckpt), PolicyIO.load(ckpt)
     env = sim.make(task, image_size=policy.cfg.vision.image_size)
-    feats_all, toks_all, pos, attn_stats = [], [], [], []
+    feats_all, toks_all, pos, attn_stats, perm_change = [], [], [], [], []
     c = len(policy.cfg.cameras)
     try:
         for i in range(scenes):
@@ -114,6 +123,11 @@ def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
                 w = _attention(policy.projector, feats if policy.film is None else
                                policy.film(feats, txt, t["prompt_ids"], t["prompt_mask"], c),
                                txt.repeat_interleave(c, 0), t["prompt_mask"].bool().repeat_interleave(c, 0))
+                if hasattr(policy.projector, "keys_values"):  # does the connector know where a patch is?
+                    perm = torch.randperm(feats.shape[1], generator=torch.Generator().manual_seed(i))
+                    a = _project(policy.projector, feats, txt, t["prompt_mask"], c)
+                    b = _project(policy.projector, feats[:, perm], txt, t["prompt_mask"], c)
+                    perm_change.append(float((a - b).norm() / (a.norm() + 1e-9)))
             feats_all.append(feats.flatten().numpy())
             toks_all.append(vis[0].numpy())  # [C*K, D]
             if w is not None:
@@ -128,6 +142,7 @@ def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
     off = ~np.eye(k, dtype=bool)
     out: dict[str, Any] = {
         "checkpoint": ckpt, "projector": policy.cfg.projector.type, "fusion": policy.cfg.fusion.mode,
+        "key_pos_embed": policy.cfg.projector.key_pos_embed,
         "task": task, "scenes": scenes, "tokens_per_camera": k, "patches_per_camera": int(policy.vision.num_patches),
         "position_r2_patch_features": ridge_cv_r2(feats, y),
         "position_r2_visual_tokens": ridge_cv_r2(toks.reshape(len(toks), -1), y),
@@ -135,6 +150,8 @@ def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
         "token_variation_across_scenes": float((toks.std(0).mean(-1) / (np.linalg.norm(toks, axis=-1).mean(0) /
                                                                        np.sqrt(toks.shape[-1]) + 1e-9)).mean()),
     }
+    if perm_change:
+        out["patch_shuffle_change"] = float(np.mean(perm_change))
     if attn_stats:
         w = np.stack(attn_stats)  # [N, C, Q, P]
         p = w.shape[-1]

@@ -36,13 +36,32 @@ def test_resampler_attention_is_the_modules_own():
         assert w.shape == (3, proj.num_tokens, policy.vision.num_patches)
         torch.testing.assert_close(w.sum(-1), torch.ones(3, proj.num_tokens))
         # the attention output is the weighted mix of the projected values: recompute it from w
-        kv = proj.kv_norm(proj.kv_proj(feats))
+        kv = proj.keys_values(feats)
         e = proj.attn.embed_dim
         heads = proj.attn.num_heads
         w_full = proj.attn(proj.q_norm(proj.queries).expand(3, -1, -1), kv, kv, need_weights=True,
                            average_attn_weights=False)[1]  # [N, H, Q, P]
         torch.testing.assert_close(w_full.mean(1), w)
         assert e % heads == 0
+
+
+@pytest.mark.parametrize("name", ["resampler", "qformer"])
+def test_queried_connectors_are_blind_to_patch_order_unless_keys_carry_positions(name):
+    """The diagnosis in one line: without key positions a resampler is a set function of the patches."""
+    from vla.config import ProjectorConfig, debug_config
+
+    feats = torch.randn(2, 16, 32)
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    txt, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool)
+    for key_pos in (False, True):
+        cfg = debug_config(projector=name)
+        cfg = cfg.replace(projector=ProjectorConfig(type=name, num_queries=4, num_heads=2, key_pos_embed=key_pos))
+        proj = make_policy(cfg).projector.eval()
+        with torch.no_grad():
+            a, b = diag._project(proj, feats, txt, mask, 1), diag._project(proj, feats[:, perm], txt, mask, 1)
+        assert torch.allclose(a, b, atol=1e-5) != key_pos, (name, key_pos)
+    with pytest.raises(ValueError, match="ProjectorConfig.key_pos_embed"):
+        ProjectorConfig(type="mlp", key_pos_embed=True)
 
 
 @pytest.mark.slow  # ~20 s: 30 sim scenes rendered and probed
@@ -53,4 +72,5 @@ def test_diagnose_runs_on_a_resampler_checkpoint(tmp_path):
     assert r["projector"] == "resampler" and r["scenes"] == 30 and r["tokens_per_camera"] == 4
     assert 0 <= r["attention_entropy_over_log_p"] <= 1 and r["attention_spread_cells"] >= 0
     assert -1 <= r["token_cosine_within_camera"] <= 1
+    assert r["patch_shuffle_change"] < 1e-4  # the default resampler has no key positions: blind to patch order
     assert np.isfinite(r["position_r2_patch_features"]) and np.isfinite(r["position_r2_visual_tokens"])

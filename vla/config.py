@@ -131,11 +131,20 @@ class ProjectorConfig:
     shuffle_factor: int | None = None  # pixel_shuffle: merge factor x factor neighbouring patches into one token
     num_queries: int | None = None  # resampler / qformer: learned query tokens per camera
     num_heads: int | None = None  # resampler / qformer: attention heads
+    # resampler / qformer: a learned position embedding on the patch keys / values (per patch), as Flamingo's
+    # Perceiver resampler adds to its visual features; without it the queries see where a patch is only
+    # through what the tower's features carry (None -> False)
+    key_pos_embed: bool | None = None
 
     def __post_init__(self) -> None:
         if self.type not in PROJECTOR_TYPES:
             raise _err("ProjectorConfig", "type", self.type, f"must be one of {PROJECTOR_TYPES}")
         queried = ("resampler", "qformer")
+        if self.type not in queried and self.key_pos_embed is not None:
+            raise _err("ProjectorConfig", "key_pos_embed", self.key_pos_embed,
+                       f"only applies to type 'resampler' / 'qformer', not {self.type!r}")
+        if self.type in queried and self.key_pos_embed is None:
+            object.__setattr__(self, "key_pos_embed", False)
         owned = {"shuffle_factor": (("pixel_shuffle",), 2), "num_queries": (queried, 16), "num_heads": (queried, 4)}
         for name, (owners, default) in owned.items():
             v = getattr(self, name)

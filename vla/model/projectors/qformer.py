@@ -32,10 +32,17 @@ class QFormerProjector(nn.Module):
         self.self_attn = nn.MultiheadAttention(out_dim, cfg.num_heads, batch_first=True)
         self.kv_proj = nn.Linear(in_dim, out_dim)
         self.kv_norm = nn.LayerNorm(out_dim)
+        # where each patch is, for the queries to select by (ProjectorConfig.key_pos_embed)
+        self.key_pos = nn.Parameter(torch.randn(num_patches, out_dim) * 0.02) if cfg.key_pos_embed else None  # [P, D]
         self.cross_norm = nn.LayerNorm(out_dim)
         self.cross_attn = nn.MultiheadAttention(out_dim, cfg.num_heads, batch_first=True)
         self.ffn_norm = nn.LayerNorm(out_dim)
         self.ffn = nn.Sequential(nn.Linear(out_dim, 4 * out_dim), nn.GELU(), nn.Linear(4 * out_dim, out_dim))
+
+    def keys_values(self, feats: torch.Tensor) -> torch.Tensor:
+        """[N, P, Dv] -> the keys / values the queries attend to [N, P, D] (+ the patch positions if configured)."""
+        kv = self.kv_norm(self.kv_proj(feats))
+        return kv if self.key_pos is None else kv + self.key_pos.to(kv.dtype)
 
     def forward(self, feats: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor) -> torch.Tensor:
         """feats [N, P, Dv], txt [N, T, D] prompt embeddings, txt_mask bool [N, T] (True = a real token) -> [N, K, D]."""
@@ -45,6 +52,6 @@ class QFormerProjector(nn.Module):
         ctx = torch.cat([h, self.txt_norm(txt.to(h.dtype))], 1)  # [N, K + T, D]: queries and the instruction
         ignore = torch.cat([torch.zeros_like(txt_mask[:, :1]).expand(n, q.shape[1]), ~txt_mask.bool()], 1)  # [N, K + T]
         q = q + self.self_attn(h, ctx, ctx, key_padding_mask=ignore, need_weights=False)[0]
-        kv = self.kv_norm(self.kv_proj(feats))  # [N, P, D]
+        kv = self.keys_values(feats)  # [N, P, D]
         q = q + self.cross_attn(self.cross_norm(q), kv, kv, need_weights=False)[0]
         return q + self.ffn(self.ffn_norm(q))

@@ -18,14 +18,21 @@ class ResamplerProjector(nn.Module):
         self.queries = nn.Parameter(torch.randn(cfg.num_queries, out_dim) * 0.02)  # [Q, D]
         self.kv_proj = nn.Linear(in_dim, out_dim)
         self.kv_norm = nn.LayerNorm(out_dim)
+        # where each patch is, for the queries to select by (ProjectorConfig.key_pos_embed)
+        self.key_pos = nn.Parameter(torch.randn(num_patches, out_dim) * 0.02) if cfg.key_pos_embed else None  # [P, D]
         self.q_norm = nn.LayerNorm(out_dim)
         self.attn = nn.MultiheadAttention(out_dim, cfg.num_heads, batch_first=True)
         self.ffn_norm = nn.LayerNorm(out_dim)
         self.ffn = nn.Sequential(nn.Linear(out_dim, 4 * out_dim), nn.GELU(), nn.Linear(4 * out_dim, out_dim))
 
+    def keys_values(self, feats: torch.Tensor) -> torch.Tensor:
+        """[N, P, Dv] -> the keys / values the queries attend to [N, P, D] (+ the patch positions if configured)."""
+        kv = self.kv_norm(self.kv_proj(feats))
+        return kv if self.key_pos is None else kv + self.key_pos.to(kv.dtype)
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """[N, P, Dv] -> [N, Q, D]."""
-        kv = self.kv_norm(self.kv_proj(feats))  # [N, P, D]
+        kv = self.keys_values(feats)  # [N, P, D]
         q = self.q_norm(self.queries).unsqueeze(0).expand(feats.shape[0], -1, -1)  # [N, Q, D]
         x = q + self.attn(q, kv, kv, need_weights=False)[0]  # [N, Q, D]
         return x + self.ffn(self.ffn_norm(x))

@@ -13,6 +13,8 @@ fusion module receives them) and reports:
   tower; one that averages it away drops;
 - token collapse: mean cosine similarity between the K tokens of one camera (1 = every query says the same),
   and how much a token varies across scenes relative to its norm (0 = the tokens ignore the image);
+- with --heldout-scenes: the same readout fit on all train-split scenes and scored on held-out-split scenes
+  (the cube in the checkerboard cells training never shows): does the representation interpolate positions?
 - permutation test (resampler / qformer): shuffling the patch order changes the tokens by this much
   (relative); 0 means the connector cannot tell where a patch is except from its content;
 - attention (resampler / qformer): the entropy of each query's attention over the P patches, divided by
@@ -97,32 +99,36 @@ def _project(proj: Any, feats: Any, txt: Any, mask: Any, cameras: int) -> Any:
     return proj(feats)
 
 
-def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
+def _scenes(policy: Any, io: Any, task: str, split: str, seeds: range) -> dict[str, Any]:
+    """First frames of `seeds` on `split`: patch features (after the tower, TUNE and FiLM: what the connector
+    takes) [N, C*P*Dv], visual tokens [N, C*K, D], the instructed cube's xy [N, 2], attention weights and
+    the patch-shuffle change of queried connectors."""
     import torch
 
     import sim
     from vla.model.decoding import to_tensors
-    from vla.model.policy import VLAPolicy
-    from vla.policy_io import PolicyIO
 
-    policy, io = VLAPolicy.from_pretrained(ckpt), PolicyIO.load(ckpt)
-    env = sim.make(task, image_size=policy.cfg.vision.image_size)
+    env = sim.make(task, split=split, image_size=policy.cfg.vision.image_size)
     feats_all, toks_all, pos, attn_stats, perm_change = [], [], [], [], []
     c = len(policy.cfg.cameras)
     try:
-        for i in range(scenes):
-            obs, _ = env.reset(seed=SEED + i)
+        for i in seeds:
+            obs, _ = env.reset(seed=i)
             u = env.unwrapped
             pos.append(np.asarray(u.cube_pos(u.target)[:2], dtype=np.float64))
             t = to_tensors(io.inputs([obs]))
             with torch.no_grad():
                 px = t["pixel_values"].flatten(0, 1)  # [C, 3, S, S]
                 txt = policy.embed_tokens(t["prompt_ids"])
-                feats = policy.vision(px)  # [C, P, Dv]
+                mask = t["prompt_mask"].bool()
+                if policy.text_guide is not None:
+                    feats = policy.text_guide(policy.vision, px, txt.repeat_interleave(c, 0), mask.repeat_interleave(c, 0))
+                else:
+                    feats = policy.vision(px)  # [C, P, Dv]
+                if policy.film is not None:
+                    feats = policy.film(feats, txt, t["prompt_ids"], t["prompt_mask"], c)
                 _, _, vis, _ = policy.embed_observation(t["pixel_values"], t["prompt_ids"], t["prompt_mask"], t.get("state"))
-                w = _attention(policy.projector, feats if policy.film is None else
-                               policy.film(feats, txt, t["prompt_ids"], t["prompt_mask"], c),
-                               txt.repeat_interleave(c, 0), t["prompt_mask"].bool().repeat_interleave(c, 0))
+                w = _attention(policy.projector, feats, txt.repeat_interleave(c, 0), mask.repeat_interleave(c, 0))
                 if hasattr(policy.projector, "keys_values"):  # does the connector know where a patch is?
                     perm = torch.randperm(feats.shape[1], generator=torch.Generator().manual_seed(i))
                     a = _project(policy.projector, feats, txt, t["prompt_mask"], c)
@@ -134,7 +140,33 @@ def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
                 attn_stats.append(w.numpy())  # [C, Q, P]
     finally:
         env.close()
-    feats, toks, y = np.stack(feats_all), np.stack(toks_all), np.stack(pos)
+    return {"feats": np.stack(feats_all), "toks": np.stack(toks_all), "pos": np.stack(pos),
+            "attn": np.stack(attn_stats) if attn_stats else None, "perm": perm_change}
+
+
+def ridge_transfer_r2(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                      lambdas: tuple[float, ...] = (1e-2, 1e-1, 1, 10, 100, 1e3)) -> float:
+    """R^2 on (x_test, y_test) of ridge fit on all of (x_train, y_train), the strength picked by 5-fold CV
+    on the training set (how well a readout learned on one split's positions transfers to the other's)."""
+    best = max(lambdas, key=lambda lam: ridge_cv_r2(x_train, y_train, lambdas=(lam,)))
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    a, b = (x_train - mu) / sd, (x_test - mu) / sd
+    ym = y_train.mean(0)
+    alpha = np.linalg.solve(a @ a.T + best * len(a) * np.eye(len(a)), y_train - ym)
+    pred = b @ (a.T @ alpha) + ym
+    return 1.0 - float(((pred - y_test) ** 2).sum()) / float(((y_test - y_test.mean(0)) ** 2).sum())
+
+
+def diagnose(ckpt: str, task: str, scenes: int, heldout_scenes: int = 0) -> dict[str, Any]:
+    from vla.model.policy import VLAPolicy
+    from vla.policy_io import PolicyIO
+
+    policy, io = VLAPolicy.from_pretrained(ckpt), PolicyIO.load(ckpt)
+    c = len(policy.cfg.cameras)
+    tr = _scenes(policy, io, task, "train", range(SEED, SEED + scenes))
+    feats_all, toks_all, pos, perm_change = tr["feats"], tr["toks"], tr["pos"], tr["perm"]
+    attn_stats = tr["attn"]
+    feats, toks, y = feats_all, toks_all, pos
     k = policy.projector.num_tokens
     per_cam = toks.reshape(len(toks), c, k, -1)
     unit = per_cam / (np.linalg.norm(per_cam, axis=-1, keepdims=True) + 1e-9)
@@ -150,10 +182,16 @@ def diagnose(ckpt: str, task: str, scenes: int) -> dict[str, Any]:
         "token_variation_across_scenes": float((toks.std(0).mean(-1) / (np.linalg.norm(toks, axis=-1).mean(0) /
                                                                        np.sqrt(toks.shape[-1]) + 1e-9)).mean()),
     }
+    if heldout_scenes:
+        ho = _scenes(policy, io, task, "heldout", range(SEED, SEED + heldout_scenes))
+        out["heldout_scenes"] = heldout_scenes
+        out["position_r2_heldout_patch_features"] = ridge_transfer_r2(feats, y, ho["feats"], ho["pos"])
+        out["position_r2_heldout_visual_tokens"] = ridge_transfer_r2(toks.reshape(len(toks), -1), y,
+                                                                     ho["toks"].reshape(len(ho["toks"]), -1), ho["pos"])
     if perm_change:
         out["patch_shuffle_change"] = float(np.mean(perm_change))
-    if attn_stats:
-        w = np.stack(attn_stats)  # [N, C, Q, P]
+    if attn_stats is not None:
+        w = attn_stats  # [N, C, Q, P]
         p = w.shape[-1]
         ent = -(w * np.log(w + 1e-12)).sum(-1) / np.log(p)
         g = policy.vision.grid
@@ -175,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", nargs="+", required=True)
     ap.add_argument("--task", default="PickCube")
     ap.add_argument("--scenes", type=int, default=400)
+    ap.add_argument("--heldout-scenes", type=int, default=0,
+                    help="also fit the position readout on the train split's scenes and score it on this many "
+                         "held-out-split scenes (cube positions in the other cells)")
     ap.add_argument("--out", help="JSON report")
     args = ap.parse_args(argv)
     if args.scenes < 20:
@@ -183,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    reports = [diagnose(c, args.task, args.scenes) for c in args.checkpoints]
+    reports = [diagnose(c, args.task, args.scenes, args.heldout_scenes) for c in args.checkpoints]
     for r in reports:
         print(json.dumps(r, indent=2))
     if args.out:

@@ -25,6 +25,8 @@ def test_ridge_probe_separates_signal_from_noise():
     y = x[:, :2] @ np.array([[1.0, -0.5], [0.3, 2.0]]) + 0.01 * rng.normal(size=(120, 2))
     assert diag.ridge_cv_r2(x, y) > 0.9
     assert diag.ridge_cv_r2(x, rng.normal(size=(120, 2))) < 0.1
+    x2 = rng.normal(size=(60, 40))  # a readout learned on one sample transfers to another of the same law
+    assert diag.ridge_transfer_r2(x, y, x2, x2[:, :2] @ np.array([[1.0, -0.5], [0.3, 2.0]])) > 0.9
 
 
 def test_resampler_attention_is_the_modules_own():
@@ -68,9 +70,10 @@ def test_queried_connectors_are_blind_to_patch_order_unless_keys_carry_positions
 def test_diagnose_runs_on_a_resampler_checkpoint(tmp_path):
     policy = make_policy(projector="resampler", instructions=["pick up the red cube", "pick up the blue cube"])
     ckpt = policy.save_pretrained(tmp_path / "ckpt", io_of(policy))
-    r = diag.diagnose(str(ckpt), "PickCube", 30)
+    r = diag.diagnose(str(ckpt), "PickCube", 30, heldout_scenes=10)
     assert r["projector"] == "resampler" and r["scenes"] == 30 and r["tokens_per_camera"] == 4
     assert 0 <= r["attention_entropy_over_log_p"] <= 1 and r["attention_spread_cells"] >= 0
     assert -1 <= r["token_cosine_within_camera"] <= 1
     assert r["patch_shuffle_change"] < 1e-4  # the default resampler has no key positions: blind to patch order
     assert np.isfinite(r["position_r2_patch_features"]) and np.isfinite(r["position_r2_visual_tokens"])
+    assert np.isfinite(r["position_r2_heldout_visual_tokens"]) and r["heldout_scenes"] == 10

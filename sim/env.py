@@ -74,6 +74,10 @@ class TaskConfig:
     physics_dt: float = 0.002  # s per MuJoCo step (the controller runs at this rate)
     image_size: int = 128  # square camera images
     split: str = "train"  # "train" | "heldout": instruction paraphrases and target positions
+    # one half of the split on its own (None: `split`): which checkerboard cells the cubes lie in, and which
+    # instruction templates are drawn; e.g. held-out positions with the training phrasings
+    position_split: str | None = None
+    instruction_split: str | None = None
     n_cubes: int = 3  # target(s) + distractors
     shadows: bool = False  # ~4x slower on CPU Mesa when on
     reflections: bool = False
@@ -96,12 +100,22 @@ class TaskConfig:
             )
         if not 16 <= self.image_size <= 1024:
             raise ValueError(f"image_size={self.image_size}: must be in [16, 1024] pixels")
-        if self.split not in SPLITS:
-            raise ValueError(f"split={self.split!r}: must be one of {SPLITS}")
+        for name in ("split", "position_split", "instruction_split"):
+            v = getattr(self, name)
+            if v is not None and v not in SPLITS or name == "split" and v is None:
+                raise ValueError(f"{name}={v!r}: must be one of {SPLITS}")
         if self.robot_meshes not in ("collision", "visual"):
             raise ValueError(f"robot_meshes={self.robot_meshes!r}: must be 'collision' or 'visual'")
         if not 1 <= self.n_cubes <= len(PALETTE):
             raise ValueError(f"n_cubes={self.n_cubes}: must be in [1, {len(PALETTE)}]")
+
+    @property
+    def positions_from(self) -> str:
+        return self.position_split or self.split
+
+    @property
+    def instructions_from(self) -> str:
+        return self.instruction_split or self.split
 
     @property
     def n_substeps(self) -> int:
@@ -225,7 +239,7 @@ class TabletopEnv(gym.Env):
             self.colours[obj] = names[k]
             m.geom(f"{obj}_geom").rgba[:3] = PALETTE[names[k]]
         self._sample_layout(rng)
-        templates = self.TRAIN_TEMPLATES if self.config.split == "train" else self.HELDOUT_TEMPLATES
+        templates = self.TRAIN_TEMPLATES if self.config.instructions_from == "train" else self.HELDOUT_TEMPLATES
         self.instruction = templates[int(rng.integers(len(templates)))].format(**self._slots())
         mujoco.mj_forward(m, d)
         self.controller.hold(d)
@@ -373,7 +387,7 @@ class TabletopEnv(gym.Env):
 
     def _cell_xy(self, rng: np.random.Generator) -> np.ndarray:
         """A uniform point in a random grid cell of the split's checkerboard colour."""
-        parity = 0 if self.config.split == "train" else 1
+        parity = 0 if self.config.positions_from == "train" else 1
         cells = [(i, j) for i in range(GRID) for j in range(GRID) if (i + j) % 2 == parity]
         i, j = cells[int(rng.integers(len(cells)))]
         size = (REGION_HIGH - REGION_LOW) / GRID
@@ -394,5 +408,5 @@ class TabletopEnv(gym.Env):
             xy = self._cell_xy(rng) if in_cells else rng.uniform(low, high)
             if all(np.linalg.norm(xy - t) >= min_dist for t in taken):
                 return xy
-        where = f"the {self.config.split} cells" if in_cells else f"{low}..{high}"
+        where = f"the {self.config.positions_from} cells" if in_cells else f"{low}..{high}"
         raise RuntimeError(f"could not place an object {min_dist} m from {len(taken)} others in {where}")

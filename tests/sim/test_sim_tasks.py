@@ -156,6 +156,24 @@ def test_heldout_split(name):
     assert all(any(c in s for c in colours) for s in seen)
 
 
+@pytest.mark.parametrize("halves,parity,phrasing", [({"position_split": "heldout"}, 1, "train"),
+                                                     ({"instruction_split": "heldout"}, 0, "heldout")])
+def test_one_half_of_the_heldout_split(halves, parity, phrasing):
+    """Positions and phrasings can be held out one at a time (which of the two costs the success)."""
+    entry = sim.task_entry("PickCube")
+    templates = entry.env_cls.TRAIN_TEMPLATES if phrasing == "train" else entry.env_cls.HELDOUT_TEMPLATES
+    prefixes = {t.split("{")[0] for t in templates}
+    env = sim.make("PickCube", image_size=SIZE, **halves)
+    for seed in range(8):
+        obs, _ = env.reset(seed=seed)
+        cell = np.floor((env.cube_pos(env.target)[:2] - sim.env.REGION_LOW)
+                        / (sim.env.REGION_HIGH - sim.env.REGION_LOW) * sim.env.GRID)
+        assert int(cell.sum()) % 2 == parity
+        assert any(obs["instruction"].startswith(p) for p in prefixes)
+    with pytest.raises(ValueError, match="position_split"):
+        sim.make("PickCube", image_size=SIZE, position_split="test")
+
+
 def test_distinct_colours_and_random_targets():
     env = sim.make("PickCube", image_size=SIZE)
     targets = set()

@@ -157,6 +157,15 @@ def test_vla_eval_cli_runs_in_the_sim(tmp_path) -> None:
                               "--report", str(tmp_path / "r.json"), "--image-size", "48", "--no-progress"])
     assert args.func(args) == 0
     assert json.loads((tmp_path / "r.json").read_text())["image_size"] == 48
+    args = parser.parse_args(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--task", "ReachCube", "--episodes", "1",
+                              "--report", str(tmp_path / "r.json"), "--heldout-positions", "--no-progress"])
+    assert args.func(args) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["split"] == "train" and r["position_split"] == "heldout" and "instruction_split" not in r
+    args = parser.parse_args(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--task", "ReachCube", "--episodes", "1",
+                              "--heldout", "--heldout-instructions", "--no-progress"])
+    with pytest.raises(ValueError, match="--heldout already"):
+        args.func(args)
 
 
 def _play(runner, n):

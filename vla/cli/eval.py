@@ -33,6 +33,12 @@ def _handler(args: argparse.Namespace) -> int:
     policy = make_runtime(args.runtime, args.checkpoint, device=args.device, mode=args.decoding,
                           threads=args.threads if args.runtime == "onnx" else 0)
     split = "heldout" if args.heldout else "train"
+    # one half of the held-out split alone: which of position / phrasing costs the success
+    halves = {"position_split": "heldout" if args.heldout_positions else None,
+              "instruction_split": "heldout" if args.heldout_instructions else None}
+    if args.heldout and any(halves.values()):
+        raise ValueError("--heldout already holds out positions and instructions; use it alone, or one of "
+                         "--heldout-positions / --heldout-instructions")
     # render the cameras at the policy's input size by default: that is how `vla sim demos` records training
     # data for it (quickstart), and a 128 px render resized to 64 px is not the same image as a 64 px render
     image_size = args.image_size or int(policy.cfg.vision.image_size)  # sim.TaskConfig checks its range
@@ -43,14 +49,17 @@ def _handler(args: argparse.Namespace) -> int:
     runner = (ChunkedPolicy(policy, execute_steps=args.execute_steps) if args.delay_steps is None else
               DelayedChunkPolicy(policy, args.delay_steps, args.splice or "sync", execute_steps=args.execute_steps))
     expert = (lambda env: sim.make_expert(args.task, env)) if args.expert else None
-    report = evaluate(runner, lambda: sim.make(args.task, split=split, image_size=image_size), episodes=args.episodes, seed=args.seed,
+    report = evaluate(runner, lambda: sim.make(args.task, split=split, image_size=image_size, **halves),
+                      episodes=args.episodes, seed=args.seed,
                       video_path=args.video, write_video=sim.write_video, expert_factory=expert,
                       show_progress=not args.no_progress)
-    report = {"task": args.task, "split": split, "checkpoint": str(args.checkpoint), "runtime": args.runtime,
+    halves = {k: v for k, v in halves.items() if v}
+    report = {"task": args.task, "split": split, **halves, "checkpoint": str(args.checkpoint), "runtime": args.runtime,
               "image_size": image_size,
               "decoding": args.decoding or policy.cfg.action.decoding, **report}
     lo, hi = report["success_ci95"]
-    print(f"{args.task} [{split}]: success {report['successes']}/{report['episodes']} = {report['success_rate']:.2f} "
+    label = split + "".join(f", {k.split('_')[0]}s heldout" for k in halves)
+    print(f"{args.task} [{label}]: success {report['successes']}/{report['episodes']} = {report['success_rate']:.2f} "
           f"(95% CI {lo:.2f}-{hi:.2f}), mean length {report['mean_length']:.1f}, "
           f"step latency p50 {report['latency_ms_p50']:.2f} ms p99 {report['latency_ms_p99']:.2f} ms, "
           f"inference p50 {report['inference_ms_p50']:.1f} ms")
@@ -80,6 +89,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", default=None, help="rollout video (.mp4 or .gif) of the first 2 episodes")
     p.add_argument("--report", default=None, help="JSON report path")
     p.add_argument("--heldout", action="store_true", help="held-out paraphrases and object positions")
+    p.add_argument("--heldout-positions", action="store_true",
+                   help="held-out object positions (the other checkerboard cells) with the training phrasings")
+    p.add_argument("--heldout-instructions", action="store_true",
+                   help="held-out paraphrases with the training object positions")
     p.add_argument("--image-size", type=int, default=None,
                    help="camera render size (default: the policy's input size, as `vla sim demos --image-size` "
                    "records for it; the policy resizes any other size)")

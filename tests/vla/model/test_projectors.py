@@ -52,3 +52,14 @@ def test_pixel_shuffle_rejects_a_grid_it_cannot_divide() -> None:
 def test_unknown_projector_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="ProjectorConfig.type"):
         ProjectorConfig(type="qformer9000")
+
+
+def test_patch_positions_are_unit_scale_and_near_for_neighbours():
+    from vla.model.projectors.positions import patch_positions
+
+    t = patch_positions(64, 8, 32)  # an 8 x 8 grid, row-major
+    torch.testing.assert_close(t.pow(2).mean(1), torch.ones(64))  # the scale of LayerNorm'd keys
+    d = torch.cdist(t, t)
+    assert d[0, 1] < d[0, 7] and d[0, 8] < d[0, 56] and d[0, 9] < d[0, 63]  # closer cells, closer codes
+    assert torch.linalg.matrix_rank(t) > 8  # not a low-rank code: every cell distinct
+    assert patch_positions(10, None, 32).shape == (10, 32)

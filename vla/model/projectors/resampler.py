@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from vla.config import ProjectorConfig
+from vla.model.projectors.positions import patch_positions
 
 
 class ResamplerProjector(nn.Module):
@@ -19,7 +20,7 @@ class ResamplerProjector(nn.Module):
         self.kv_proj = nn.Linear(in_dim, out_dim)
         self.kv_norm = nn.LayerNorm(out_dim)
         # where each patch is, for the queries to select by (ProjectorConfig.key_pos_embed)
-        self.key_pos = nn.Parameter(torch.randn(num_patches, out_dim) * 0.02) if cfg.key_pos_embed else None  # [P, D]
+        self.key_pos = nn.Parameter(patch_positions(num_patches, grid, out_dim)) if cfg.key_pos_embed else None  # [P, D]
         self.q_norm = nn.LayerNorm(out_dim)
         self.attn = nn.MultiheadAttention(out_dim, cfg.num_heads, batch_first=True)
         self.ffn_norm = nn.LayerNorm(out_dim)

@@ -10,7 +10,7 @@ Rows: each row is a name and a dict of TrainConfig overrides with dotted `model.
 `vla train --config tiny --set model.projector=...` applies (`TrainConfig.load("tiny", overrides=...)`). The
 connector rows change ONLY `model.projector` of the embedded default `tiny` (FiLM, aux head, state token,
 decoding... identical): linear, mlp, pixel_shuffle (the default's own connector), resampler, qformer (the
-resampler / qformer with their config defaults). The fusion rows change `model.fusion` (and what the mode
+resampler without key positions, the qformer with its config defaults, key positions included). The fusion rows change `model.fusion` (and what the mode
 replaces): xattn (cross-attention blocks before both LM layers, the visual tokens out of the sequence),
 late (late fusion, and no FiLM: the floor without any cross-modal mixing), vit (a SigLIP tower of the same
 grid in place of the conv tower, FiLM kept) and vit_tune (that tower with text-guided encoding in FiLM's
@@ -87,9 +87,10 @@ ROWS: dict[str, dict[str, Any]] = {
     "linear": {"model.projector": {"type": "linear"}},
     "mlp": {"model.projector": {"type": "mlp"}},
     "pixel_shuffle": {"model.projector": {"type": "pixel_shuffle"}},
-    "resampler": {"model.projector": {"type": "resampler"}},
+    # the resampler as it was before key positions became its default: the diagnosis' baseline
+    "resampler": {"model.projector": {"type": "resampler", "key_pos_embed": False}},
     "qformer": {"model.projector": {"type": "qformer"}},
-    # the resampler with a learned position embedding on its patch keys (the diagnosis' candidate fix)
+    # the resampler with a learned position embedding on its patch keys (the diagnosis' fix, now the default)
     "resampler_pos": {"model.projector": {"type": "resampler", "key_pos_embed": True}},
     # fusion modes (vla.config.FusionConfig) on the default's connector (pixel_shuffle, 16 tokens per camera)
     "xattn": {"model.fusion": {"mode": "cross_attention"}},  # gated blocks before both LM layers

@@ -74,6 +74,6 @@ def test_diagnose_runs_on_a_resampler_checkpoint(tmp_path):
     assert r["projector"] == "resampler" and r["scenes"] == 30 and r["tokens_per_camera"] == 4
     assert 0 <= r["attention_entropy_over_log_p"] <= 1 and r["attention_spread_cells"] >= 0
     assert -1 <= r["token_cosine_within_camera"] <= 1
-    assert r["patch_shuffle_change"] < 1e-4  # the default resampler has no key positions: blind to patch order
+    assert r["patch_shuffle_change"] > 1e-3  # the default resampler has key positions: patch order matters
     assert np.isfinite(r["position_r2_patch_features"]) and np.isfinite(r["position_r2_visual_tokens"])
     assert np.isfinite(r["position_r2_heldout_visual_tokens"]) and r["heldout_scenes"] == 10

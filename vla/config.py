@@ -133,7 +133,8 @@ class ProjectorConfig:
     num_heads: int | None = None  # resampler / qformer: attention heads
     # resampler / qformer: a learned position embedding on the patch keys / values (per patch), as Flamingo's
     # Perceiver resampler adds to its visual features; without it the queries see where a patch is only
-    # through what the tower's features carry (None -> False)
+    # through what the tower's features carry, and the resampler fails (BENCHMARKS.md) (None -> True;
+    # checkpoints written before the field existed load with False, `checkpoint_fields`)
     key_pos_embed: bool | None = None
 
     def __post_init__(self) -> None:
@@ -144,7 +145,7 @@ class ProjectorConfig:
             raise _err("ProjectorConfig", "key_pos_embed", self.key_pos_embed,
                        f"only applies to type 'resampler' / 'qformer', not {self.type!r}")
         if self.type in queried and self.key_pos_embed is None:
-            object.__setattr__(self, "key_pos_embed", False)
+            object.__setattr__(self, "key_pos_embed", True)
         owned = {"shuffle_factor": (("pixel_shuffle",), 2), "num_queries": (queried, 16), "num_heads": (queried, 4)}
         for name, (owners, default) in owned.items():
             v = getattr(self, name)
@@ -477,6 +478,16 @@ def _sub(key: str, cls: type, v: Any) -> Any:
     if cls is ActionConfig and isinstance(v.get("fast"), dict):
         v["fast"] = _sub("action.fast", FastConfig, v["fast"])
     return cls(**v)
+
+
+def checkpoint_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """A saved policy mapping -> the same with fields added since it was written set to what the code that
+    wrote it computed (a default that changed must not change an old checkpoint): a resampler / qformer
+    without `key_pos_embed` had no key positions."""
+    proj = d.get("projector")
+    if isinstance(proj, dict) and proj.get("type") in ("resampler", "qformer") and "key_pos_embed" not in proj:
+        d = {**d, "projector": {**proj, "key_pos_embed": False}}
+    return d
 
 
 def migrate_v1(d: dict[str, Any]) -> dict[str, Any]:

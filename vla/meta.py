@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vla.config import CONFIG_FORMAT, VLAConfig, migrate_v1
+from vla.config import CONFIG_FORMAT, VLAConfig, checkpoint_fields, migrate_v1
 from vla.io import read_json
 
 OLD_FORMATS = {"vla-policy/1": migrate_v1}
@@ -46,7 +46,7 @@ def read_meta(directory: str | Path) -> CheckpointMeta:
         if key not in meta:
             raise ValueError(f"{path}: missing {key!r}")
     try:
-        cfg = VLAConfig.from_dict(meta["policy"])
+        cfg = VLAConfig.from_dict(checkpoint_fields(meta["policy"]))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from None
     return CheckpointMeta(directory, cfg, int(meta["text_vocab_size"]), int(meta["vocab_size"]),

@@ -17,13 +17,13 @@ from vla.model.decoding import decode_autoregressive
 INSTRUCTIONS = ("pick up the red cube", "push the cube to the target", "stack the green cube on the blue cube")
 
 
-@pytest.mark.parametrize("name", sorted(PROJECTORS) + ["resampler+key_pos", "qformer+key_pos"])
+@pytest.mark.parametrize("name", sorted(PROJECTORS) + ["resampler+no_key_pos", "qformer+no_key_pos"])
 def test_every_projector_exports_with_parity(name, tmp_path):
     from vla.config import ProjectorConfig, debug_config
 
     cfg = debug_config(projector=name.split("+")[0], decoding="autoregressive")
-    if name.endswith("+key_pos"):  # learned patch positions on the queried connectors' keys
-        cfg = cfg.replace(projector=ProjectorConfig(type=name.split("+")[0], num_queries=4, num_heads=2, key_pos_embed=True))
+    if name.endswith("+no_key_pos"):  # the queried connectors without patch positions on their keys
+        cfg = cfg.replace(projector=ProjectorConfig(type=name.split("+")[0], num_queries=4, num_heads=2, key_pos_embed=False))
     policy = make_policy(cfg, instructions=INSTRUCTIONS).eval()
     export_onnx(policy, io_of(policy), tmp_path / "x")
     rt = OnnxRuntime(tmp_path / "x", providers=["CPUExecutionProvider"], threads=1)

@@ -63,3 +63,24 @@ def test_patch_positions_are_unit_scale_and_near_for_neighbours():
     assert d[0, 1] < d[0, 7] and d[0, 8] < d[0, 56] and d[0, 9] < d[0, 63]  # closer cells, closer codes
     assert torch.linalg.matrix_rank(t) > 8  # not a low-rank code: every cell distinct
     assert patch_positions(10, None, 32).shape == (10, 32)
+
+
+def test_checkpoints_from_before_key_positions_load_without_them(tmp_path):
+    """A resampler checkpoint written before `key_pos_embed` existed (no such field in its config.json) had
+    no key positions; the default changed to True since, and must not change what the old file means."""
+    import json
+
+    from tests.vla.model.conftest import io_of, make_policy
+    from vla.config import ProjectorConfig, debug_config
+    from vla.model.policy import VLAPolicy
+
+    cfg = debug_config(projector="resampler")
+    assert cfg.projector.key_pos_embed is True  # today's default
+    cfg = cfg.replace(projector=ProjectorConfig(type="resampler", num_queries=4, num_heads=2, key_pos_embed=False))
+    policy = make_policy(cfg)
+    ckpt = policy.save_pretrained(tmp_path / "old", io_of(policy))
+    meta = json.loads((ckpt / "config.json").read_text())
+    del meta["policy"]["projector"]["key_pos_embed"]  # as the older code wrote it
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    loaded = VLAPolicy.from_pretrained(ckpt)
+    assert loaded.cfg.projector.key_pos_embed is False and loaded.projector.key_pos is None

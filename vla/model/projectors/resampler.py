@@ -1,5 +1,7 @@
 """Resampler projector (Q-Former / Perceiver): `num_queries` learned queries cross-attend to the patch
-features, then a feed-forward block; K = num_queries tokens whatever the image resolution."""
+features, then a feed-forward block; K = num_queries tokens whatever the image resolution. The keys carry a
+learned position embedding per patch (`ProjectorConfig.key_pos_embed`, default on): without it the module is
+a set function of the patches and loses where the object is (BENCHMARKS.md, "Fusion ablation")."""
 
 from __future__ import annotations
 

@@ -73,23 +73,10 @@ def ridge_cv_r2(x: np.ndarray, y: np.ndarray, folds: int = 5, lambdas: tuple[flo
 
 def _attention(proj: Any, feats: Any, txt: Any, mask: Any) -> Any | None:
     """Attention weights [N, Q, P] of a resampler / qformer's cross-attention (averaged over heads), else None."""
-    import torch
-
-    name = type(proj).__name__
-    if name == "ResamplerProjector":
-        kv = proj.keys_values(feats)
-        q = proj.q_norm(proj.queries).unsqueeze(0).expand(feats.shape[0], -1, -1)
-        return proj.attn(q, kv, kv, need_weights=True, average_attn_weights=True)[1]
-    if name == "QFormerProjector":
-        n = feats.shape[0]
-        q = proj.queries.to(feats.dtype).unsqueeze(0).expand(n, -1, -1)
-        h = proj.self_norm(q)
-        ctx = torch.cat([h, proj.txt_norm(txt.to(h.dtype))], 1)
-        ignore = torch.cat([torch.zeros_like(mask[:, :1]).expand(n, q.shape[1]), ~mask.bool()], 1)
-        q = q + proj.self_attn(h, ctx, ctx, key_padding_mask=ignore, need_weights=False)[0]
-        kv = proj.keys_values(feats)
-        return proj.cross_attn(proj.cross_norm(q), kv, kv, need_weights=True, average_attn_weights=True)[1]
-    return None
+    if not hasattr(proj, "cross_attention_weights"):
+        return None
+    return proj.cross_attention_weights(feats, txt, mask) if getattr(proj, "takes_text", False) else \
+        proj.cross_attention_weights(feats)
 
 
 def _project(proj: Any, feats: Any, txt: Any, mask: Any, cameras: int) -> Any:

@@ -45,14 +45,24 @@ class QFormerProjector(nn.Module):
         kv = self.kv_norm(self.kv_proj(feats))
         return kv if self.key_pos is None else kv + self.key_pos.to(kv.dtype)
 
-    def forward(self, feats: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor) -> torch.Tensor:
-        """feats [N, P, Dv], txt [N, T, D] prompt embeddings, txt_mask bool [N, T] (True = a real token) -> [N, K, D]."""
+    def _cross_inputs(self, feats: torch.Tensor, txt: torch.Tensor,
+                      txt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (queries after attending to each other and the instruction [N, K, D], patch keys / values [N, P, D])."""
         n = feats.shape[0]
         q = self.queries.to(feats.dtype).unsqueeze(0).expand(n, -1, -1)  # [N, K, D]
         h = self.self_norm(q)
         ctx = torch.cat([h, self.txt_norm(txt.to(h.dtype))], 1)  # [N, K + T, D]: queries and the instruction
         ignore = torch.cat([torch.zeros_like(txt_mask[:, :1]).expand(n, q.shape[1]), ~txt_mask.bool()], 1)  # [N, K + T]
         q = q + self.self_attn(h, ctx, ctx, key_padding_mask=ignore, need_weights=False)[0]
-        kv = self.keys_values(feats)  # [N, P, D]
+        return q, self.keys_values(feats)
+
+    def cross_attention_weights(self, feats: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor) -> torch.Tensor:
+        """[N, K, P]: each query's attention over the patches, averaged over heads (diagnostics)."""
+        q, kv = self._cross_inputs(feats, txt, txt_mask)
+        return self.cross_attn(self.cross_norm(q), kv, kv, need_weights=True, average_attn_weights=True)[1]
+
+    def forward(self, feats: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor) -> torch.Tensor:
+        """feats [N, P, Dv], txt [N, T, D] prompt embeddings, txt_mask bool [N, T] (True = a real token) -> [N, K, D]."""
+        q, kv = self._cross_inputs(feats, txt, txt_mask)  # [N, K, D], [N, P, D]
         q = q + self.cross_attn(self.cross_norm(q), kv, kv, need_weights=False)[0]
         return q + self.ffn(self.ffn_norm(q))

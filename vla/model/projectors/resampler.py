@@ -33,9 +33,17 @@ class ResamplerProjector(nn.Module):
         kv = self.kv_norm(self.kv_proj(feats))
         return kv if self.key_pos is None else kv + self.key_pos.to(kv.dtype)
 
+    def _queries(self, n: int) -> torch.Tensor:
+        return self.q_norm(self.queries).unsqueeze(0).expand(n, -1, -1)  # [N, Q, D]
+
+    def cross_attention_weights(self, feats: torch.Tensor) -> torch.Tensor:
+        """[N, Q, P]: each query's attention over the patches, averaged over heads (diagnostics)."""
+        kv = self.keys_values(feats)
+        return self.attn(self._queries(feats.shape[0]), kv, kv, need_weights=True, average_attn_weights=True)[1]
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """[N, P, Dv] -> [N, Q, D]."""
         kv = self.keys_values(feats)  # [N, P, D]
-        q = self.q_norm(self.queries).unsqueeze(0).expand(feats.shape[0], -1, -1)  # [N, Q, D]
+        q = self._queries(feats.shape[0])  # [N, Q, D]
         x = q + self.attn(q, kv, kv, need_weights=False)[0]  # [N, Q, D]
         return x + self.ffn(self.ffn_norm(x))

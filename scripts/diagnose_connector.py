@@ -79,13 +79,6 @@ def _attention(proj: Any, feats: Any, txt: Any, mask: Any) -> Any | None:
         proj.cross_attention_weights(feats)
 
 
-def _project(proj: Any, feats: Any, txt: Any, mask: Any, cameras: int) -> Any:
-    """The connector's tokens for patch features [C, P, Dv] (the prompt per camera for a qformer)."""
-    if getattr(proj, "takes_text", False):
-        return proj(feats, txt.repeat_interleave(cameras, 0), mask.bool().repeat_interleave(cameras, 0))
-    return proj(feats)
-
-
 def _scenes(policy: Any, io: Any, task: str, split: str, seeds: range) -> dict[str, Any]:
     """First frames of `seeds` on `split`: patch features (after the tower, TUNE and FiLM: what the connector
     takes) [N, C*P*Dv], visual tokens [N, C*K, D], the instructed cube's xy [N, 2], attention weights and
@@ -105,21 +98,15 @@ def _scenes(policy: Any, io: Any, task: str, split: str, seeds: range) -> dict[s
             pos.append(np.asarray(u.cube_pos(u.target)[:2], dtype=np.float64))
             t = to_tensors(io.inputs([obs]))
             with torch.no_grad():
-                px = t["pixel_values"].flatten(0, 1)  # [C, 3, S, S]
                 txt = policy.embed_tokens(t["prompt_ids"])
                 mask = t["prompt_mask"].bool()
-                if policy.text_guide is not None:
-                    feats = policy.text_guide(policy.vision, px, txt.repeat_interleave(c, 0), mask.repeat_interleave(c, 0))
-                else:
-                    feats = policy.vision(px)  # [C, P, Dv]
-                if policy.film is not None:
-                    feats = policy.film(feats, txt, t["prompt_ids"], t["prompt_mask"], c)
+                feats = policy.image_features(t["pixel_values"], txt, t["prompt_ids"], t["prompt_mask"])  # [C, P, Dv]
                 _, _, vis, _ = policy.embed_observation(t["pixel_values"], t["prompt_ids"], t["prompt_mask"], t.get("state"))
                 w = _attention(policy.projector, feats, txt.repeat_interleave(c, 0), mask.repeat_interleave(c, 0))
                 if hasattr(policy.projector, "keys_values"):  # does the connector know where a patch is?
                     perm = torch.randperm(feats.shape[1], generator=torch.Generator().manual_seed(i))
-                    a = _project(policy.projector, feats, txt, t["prompt_mask"], c)
-                    b = _project(policy.projector, feats[:, perm], txt, t["prompt_mask"], c)
+                    a = policy.connect(feats, txt, t["prompt_mask"])
+                    b = policy.connect(feats[:, perm], txt, t["prompt_mask"])
                     perm_change.append(float((a - b).norm() / (a.norm() + 1e-9)))
             feats_all.append(feats.flatten().numpy())
             toks_all.append(vis[0].numpy())  # [C*K, D]

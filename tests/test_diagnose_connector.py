@@ -58,9 +58,9 @@ def test_queried_connectors_are_blind_to_patch_order_unless_keys_carry_positions
     for key_pos in (False, True):
         cfg = debug_config(projector=name)
         cfg = cfg.replace(projector=ProjectorConfig(type=name, num_queries=4, num_heads=2, key_pos_embed=key_pos))
-        proj = make_policy(cfg).projector.eval()
+        policy = make_policy(cfg).eval()
         with torch.no_grad():
-            a, b = diag._project(proj, feats, txt, mask, 1), diag._project(proj, feats[:, perm], txt, mask, 1)
+            a, b = policy.connect(feats, txt, mask), policy.connect(feats[:, perm], txt, mask)
         assert torch.allclose(a, b, atol=1e-5) != key_pos, (name, key_pos)
     with pytest.raises(ValueError, match="ProjectorConfig.key_pos_embed"):
         ProjectorConfig(type="mlp", key_pos_embed=True)

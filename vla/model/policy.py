@@ -206,6 +206,27 @@ class VLAPolicy(nn.Module):
         fusion: [prompt][state]; the LM then also needs `embed_observation`'s context)."""
         return self.embed_observation(pixel_values, prompt_ids, prompt_mask, state)[:2]
 
+    def image_features(self, pixel_values: torch.Tensor, txt: torch.Tensor, prompt_ids: torch.Tensor,
+                       prompt_mask: torch.Tensor) -> torch.Tensor:
+        """pixel_values [B, C, 3, S, S], prompt embeddings txt [B, T, D] -> what the connector takes [B*C, P, Dv]:
+        the tower's patch features (TUNE: with the prompt inside the ViT), FiLM'd on the instruction if set."""
+        c = pixel_values.shape[1]
+        if self.text_guide is not None:  # TUNE: the prompt runs through the ViT's layers with the patches
+            feats = self.text_guide(self.vision, pixel_values.flatten(0, 1), txt.repeat_interleave(c, 0),
+                                    prompt_mask.bool().repeat_interleave(c, 0))  # [B*C, P, Dv]
+        else:
+            feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
+        if self.film is not None:
+            feats = self.film(feats, txt, prompt_ids, prompt_mask, c)
+        return feats
+
+    def connect(self, feats: torch.Tensor, txt: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """The connector: feats [B*C, P, Dv] -> tokens [B*C, K, D] (an instruction-aware one gets the prompt per camera)."""
+        if getattr(self.projector, "takes_text", False):
+            c = feats.shape[0] // txt.shape[0]
+            return self.projector(feats, txt.repeat_interleave(c, 0), prompt_mask.bool().repeat_interleave(c, 0))
+        return self.projector(feats)
+
     def embed_observation(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                           state: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -215,17 +236,7 @@ class VLAPolicy(nn.Module):
         early fusion, the blocks' visual keys / values for cross-attention, the pooled vision for late."""
         b, c = pixel_values.shape[:2]
         txt = self.embed_tokens(prompt_ids)  # [B, T, D]
-        if self.text_guide is not None:  # TUNE: the prompt runs through the ViT's layers with the patches
-            feats = self.text_guide(self.vision, pixel_values.flatten(0, 1), txt.repeat_interleave(c, 0),
-                                    prompt_mask.bool().repeat_interleave(c, 0))  # [B*C, P, Dv]
-        else:
-            feats = self.vision(pixel_values.flatten(0, 1))  # [B*C, P, Dv]
-        if self.film is not None:
-            feats = self.film(feats, txt, prompt_ids, prompt_mask, c)
-        if getattr(self.projector, "takes_text", False):  # instruction-aware connector: the prompt per camera
-            vis = self.projector(feats, txt.repeat_interleave(c, 0), prompt_mask.bool().repeat_interleave(c, 0))
-        else:
-            vis = self.projector(feats)
+        vis = self.connect(self.image_features(pixel_values, txt, prompt_ids, prompt_mask), txt, prompt_mask)
         vis = vis.reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
             vis = vis + self.visual_pos.to(vis.dtype)

@@ -40,7 +40,7 @@ class LateFusion(nn.Module):
         c = ctx["late_context"].to(h.dtype)  # [B, D]
         if c.shape[0] != h.shape[0]:
             raise ValueError(f"late-fusion context has batch {c.shape[0]}, the LM batch {h.shape[0]}")
-        c = c[:, None].expand(-1, h.shape[1], -1) if h.dim() == 3 else c  # [B, T, D] or [B, D]
+        c = c[:, None].expand(-1, h.shape[1], -1)  # [B, T, D]
         return h + self.mix(torch.cat([h, c], -1))
 
     def install(self, final_norm: nn.Module) -> None:

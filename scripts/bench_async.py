@@ -14,8 +14,9 @@ deterministic and unpaced, the chunk delivered exactly k steps after its observa
 k steps, then plays the chunk).
 Resumable: a cell's episode reports are written atomically to <out dir>/<out stem>_cells/ and a re-run
 skips finished cells. Writes the JSON summary (success with Wilson 95% interval, time to success, seam
-jerk, inference latency, holds) and a plot next to it. `prefix` cells need an autoregressive token policy
-(`vla control` refuses them otherwise; the cell is recorded as skipped with the reason).
+jerk, inference latency, holds) and a plot next to it. `prefix` cells need an autoregressive token policy,
+or a parallel one trained with `action.prefix_conditioning` (`vla control` refuses them otherwise; the cell
+is recorded as skipped with the reason).
 """
 
 from __future__ import annotations

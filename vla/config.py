@@ -247,6 +247,12 @@ class ActionConfig:
     # restrict logits to the action block in the loss and when decoding (vla's default); False decodes the
     # argmax over the whole vocabulary as OpenVLA does (an id outside the block makes the chunk invalid)
     restrict_logits: bool = True
+    # parallel only, training-time prefix conditioning (the parallel analogue of prefix-forced decoding):
+    # this share of training chunks gets its first k steps (k uniform in [1, H-1]) given to the action slots
+    # as token embeddings (slot i holds action_slots[i] + embed(id_i); the loss skips them), so at inference
+    # `prefix_ids` (the actions that run while the chunk is computed) condition the rest; 0: off, the slots
+    # are placeholders only and forced slots are merely overwritten
+    prefix_conditioning: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("bins", "fast"):
@@ -264,6 +270,15 @@ class ActionConfig:
         if self.decoding != "parallel" and self.parallel_attention != "bidirectional":
             raise _err("ActionConfig", "parallel_attention", self.parallel_attention,
                        "only applies to decoding 'parallel' (autoregressive slots are causal)")
+        if not 0.0 <= self.prefix_conditioning <= 1.0:
+            raise _err("ActionConfig", "prefix_conditioning", self.prefix_conditioning, "must be in [0, 1]")
+        if self.prefix_conditioning > 0 and self.decoding != "parallel":
+            raise _err("ActionConfig", "prefix_conditioning", self.prefix_conditioning,
+                       "only applies to decoding 'parallel' (autoregressive decoding conditions on forced tokens "
+                       "by construction)")
+        if self.prefix_conditioning > 0 and self.horizon < 2:
+            raise _err("ActionConfig", "prefix_conditioning", self.prefix_conditioning,
+                       "needs horizon >= 2 (a given prefix of 1..H-1 steps)")
         for name in ("horizon", "dim"):
             if getattr(self, name) < 1:
                 raise _err("ActionConfig", name, getattr(self, name), "must be >= 1")
@@ -277,6 +292,12 @@ class ActionConfig:
             raise _err("ActionConfig", "block_end", self.block_end, "only applies to tokenizer 'bins'")
         if self.block_end is not None and self.block_end < self.num_reserved_ids:
             raise _err("ActionConfig", "block_end", self.block_end, f"must be >= the {self.num_reserved_ids} action ids")
+
+    @property
+    def conditions_on_prefix(self) -> bool:
+        """Whether the continuation of a chunk depends on its forced first tokens (autoregressive decoding,
+        or parallel decoding trained with `prefix_conditioning`)."""
+        return self.decoding == "autoregressive" or self.prefix_conditioning > 0
 
     @property
     def steps_per_plan(self) -> int:

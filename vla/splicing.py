@@ -26,8 +26,10 @@ meets the one that was playing:
   first k * tokens_per_step tokens of the new chunk, so its first k actions *are* the committed ones and the
   rest continues them; the splice itself is a switch. Those first k actions are reported with the previous
   chunk's origin (they are its actions), so the seam is where the new chunk's own actions begin.
-  Autoregressive decoders condition on the forced tokens; parallel decoding cannot (its slots never see an
-  emitted token: forcing would only overwrite slots, the same as switch), so `prefix_tokens_per_step` refuses it.
+  Autoregressive decoders condition on the forced tokens; a parallel decoder does when it was trained with
+  `action.prefix_conditioning` (its first k slots are given the forced tokens' embeddings). An untrained
+  parallel decoder cannot (forcing would only overwrite slots, the same as switch), so
+  `prefix_tokens_per_step` refuses it.
 
 Requests: at most one in flight, so a chunk is never older than the one playing, and each request is made on
 the newest observation the moment the previous chunk is in (the worker never queues an old observation). `wants_plan(t)` is True when none is in flight and either there is no plan,
@@ -187,9 +189,12 @@ def prefix_tokens_per_step(runtime: Any) -> int:
         raise ValueError(f"splice='prefix' needs per-step action tokens (tokenizer 'bins'); this policy's "
                          f"tokenizer is {a.tokenizer!r}, whose tokens describe the whole chunk")
     mode = getattr(runtime, "mode", None) or a.decoding
-    if mode != "autoregressive":
-        raise ValueError(f"splice='prefix' needs autoregressive decoding; this runtime decodes {mode!r}, whose "
-                         "slots never see an emitted token (forced slots would be the same as splice='switch')")
+    if mode == "parallel" and a.prefix_conditioning <= 0:
+        raise ValueError(f"splice='prefix' needs autoregressive decoding or a parallel policy trained with "
+                         f"action.prefix_conditioning > 0; this runtime decodes {mode!r} without it, so its slots "
+                         "never see the forced tokens (forced slots would be the same as splice='switch')")
+    if mode not in ("autoregressive", "parallel"):
+        raise ValueError(f"splice='prefix': unknown decoding mode {mode!r}")
     return a.dim
 
 

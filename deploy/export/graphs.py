@@ -6,7 +6,8 @@
 Graphs (shapes for batch B; L = prefix length, n = action slots, A = action-id block, Cap = L + n):
 - encoder:     vision tower + projector for all cameras, prompt embedding, state token
                -> prefix_embeds [B, L, D], prefix_mask bool [B, L]  (this is `VLAPolicy.embed_prefix` itself)
-- parallel:    prefix -> action_logits [B, n, A] (only the action slots' rows and the scored-id columns:
+- parallel:    prefix [+ slot_ids, slot_given: the forced prefix, policies trained with
+               `action.prefix_conditioning`] -> action_logits [B, n, A] (only the action slots' rows and the scored-id columns:
                the action block, or all V ids with `action.restrict_logits` False),
                action_ids int64 [B, n] (argmax inside the graph, already offset into the vocabulary)
 - prefill:     prefix -> logits [B, A] predicting slot 0, next_ids [B], next_position [B],
@@ -155,9 +156,16 @@ class ParallelGraph(_PolicyGraph):
         self.bidirectional = policy.cfg.action.parallel_attention == "bidirectional"
 
     def forward(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor,
-                *ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                *rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """rest: (slot_ids [B, n] int64, slot_given [B, n] bool) first when the policy was trained with
+        `action.prefix_conditioning` (the forced prefix, `VLAPolicy.slot_inputs`), then the fusion context."""
         b, L, _ = prefix_embeds.shape
-        tail = self.policy.action_slots.to(prefix_embeds.dtype).unsqueeze(0).expand(b, -1, -1)  # [B, n, D]
+        if self.policy.cfg.action.prefix_conditioning > 0:
+            (slot_ids, slot_given), ctx = rest[:2], rest[2:]
+            tail = self.policy.slot_inputs(b, prefix_embeds.dtype, slot_ids, slot_given)  # [B, n, D]
+        else:
+            ctx = rest
+            tail = self.policy.slot_inputs(b, prefix_embeds.dtype)  # [B, n, D]
         x = torch.cat([prefix_embeds, tail], 1)  # [B, L + n, D]
         valid = torch.cat([prefix_mask, torch.ones_like(prefix_mask[:, :1]).expand(b, self.n)], 1)  # [B, L + n]
         mask = self.policy.sequence_mask(valid, L, bidirectional_tail=self.bidirectional)

@@ -42,9 +42,10 @@ _ONNX_DTYPES = {1: "float32", 7: "int64", 9: "bool", 10: "float16", 6: "int32"}
 def _io_names(policy: Any) -> dict[str, tuple[list[str], list[str]]]:
     enc_in = ["pixel_values", "prompt_ids", "prompt_mask"] + (["state"] if policy.cfg.use_state else [])
     ctx = list(context_names(policy))  # fusion context: encoder output, decoder graphs' extra inputs
+    slots = ["slot_ids", "slot_given"] if policy.cfg.action.prefix_conditioning > 0 else []  # the forced prefix
     return {
         "encoder": (enc_in, ["prefix_embeds", "prefix_mask", *ctx]),
-        "parallel": (["prefix_embeds", "prefix_mask", *ctx], ["action_logits", "action_ids"]),
+        "parallel": (["prefix_embeds", "prefix_mask", *slots, *ctx], ["action_logits", "action_ids"]),
         "prefill": (["prefix_embeds", "prefix_mask", *ctx],
                     ["logits", "next_ids", "next_position", "cache_k", "cache_v"]),
         "decode_step": (["token_ids", "position_ids", "write_index", "kv_mask", "cache_k", "cache_v", *ctx],
@@ -61,7 +62,13 @@ def _example_args(policy: Any, graphs: dict[str, torch.nn.Module], batch: int) -
     ex = example_batch(policy.cfg, batch_size=batch, text_vocab=policy.text_vocab_size)
     enc = (ex["pixel_values"], ex["prompt_ids"], ex["prompt_mask"]) + ((ex["state"],) if policy.cfg.use_state else ())
     prefix, valid, *ctx = graphs["encoder"](*enc)
-    args = {"encoder": enc, "parallel": (prefix, valid, *ctx), "prefill": (prefix, valid, *ctx)}
+    slots: tuple = ()
+    if policy.cfg.action.prefix_conditioning > 0:  # row 0 given its first step, row 1 nothing (no shape bakes in)
+        n, dim = policy.num_action_tokens, policy.cfg.action.dim
+        given = torch.zeros(batch, n, dtype=torch.bool)
+        given[0, :dim] = True
+        slots = (torch.full((batch, n), policy.action_block[0], dtype=torch.long), given)
+    args = {"encoder": enc, "parallel": (prefix, valid, *slots, *ctx), "prefill": (prefix, valid, *ctx)}
     _, ids, pos, ck, cv = graphs["prefill"](prefix, valid, *ctx)
     cap = ck.shape[3]
     kv_mask = torch.zeros(batch, cap, dtype=torch.bool)
@@ -213,6 +220,8 @@ def export_onnx(policy: VLAPolicy, io: PolicyIO, out: str | os.PathLike, opset: 
                 # hands to the decoder graphs (none for early fusion)
                 "fusion": policy.cfg.fusion.mode, "text_guided": bool(policy.cfg.fusion.text_guided),
                 "context": list(context_names(policy)),
+                # > 0: the parallel graph takes the forced prefix (slot_ids, slot_given) and conditions on it
+                "prefix_conditioning": float(policy.cfg.action.prefix_conditioning),
             },
             "tokenizer": {"dir": "policy", "kind": policy.cfg.text.kind, "pad_id": policy.text_tokenizer.pad_id,
                           "bos_id": policy.text_tokenizer.bos_id, "prompt_template": policy.cfg.prompt_template,

@@ -40,7 +40,7 @@ def calibration_feeds(rt: GraphRuntime, observations: list[dict[str, Any]]) -> d
         feeds["encoder"].append(rt.encoder_feeds(inputs))
         prefix, valid, ctx = rt.encode(inputs)  # ctx: the fusion context every decoder graph takes too
         if "parallel" in feeds:
-            feeds["parallel"].append({"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
+            feeds["parallel"].append(rt.parallel_feeds(prefix, valid, ctx))
         feeds["prefill"].append({"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
         out = rt.run("prefill", {"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
         L = valid.shape[1]

@@ -12,9 +12,10 @@ over the fixed-capacity KV cache (graphs of `deploy.export.graphs`), or one para
 
 Prefix forcing (`prefix_ids`, as `vla.model.decoding` does it): autoregressively the forced ids go through
 the same `decode_step` graph (it takes the slot's `token_ids` as input, so the export needs nothing new) and
-the rest continue from them; in parallel mode they are forced slots (the first k ids replaced, the rest the
-unforced prediction, which does not condition on them). The returned logits are always the ones the graphs
-computed (the parallel pass's are unforced).
+the rest continue from them; in parallel mode they are forced slots: the first k ids replaced, and, for an
+export trained with `action.prefix_conditioning` (manifest `sequence.prefix_conditioning` > 0), given to the
+parallel graph (`slot_ids`, `slot_given`) so the rest conditions on them; otherwise the rest is the unforced
+prediction. The returned logits are always the ones the graphs computed.
 
 The KV cache stays on the device between decode steps where the backend can keep it (`run_device`):
 TensorRT (torch CUDA tensors) and ONNX Runtime with IO binding (`OnnxRuntime(device_cache=True)`, the
@@ -92,6 +93,22 @@ class GraphRuntime(Runtime):
         k = check_prefix(ids, batch, seq["action_tokens"], lo, lo + seq["action_id_count"])
         return ids.astype(np.int64) if k else None
 
+    def parallel_feeds(self, prefix: np.ndarray, valid: np.ndarray, ctx: dict[str, np.ndarray],
+                       forced: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The parallel graph's feeds; a graph exported with prefix conditioning also takes the forced prefix
+        (slot_ids [B, n], slot_given [B, n]: the first k slots given, none without `forced` [B, k])."""
+        feeds = {"prefix_embeds": prefix, "prefix_mask": valid, **ctx}
+        seq = self.manifest["sequence"]
+        if seq.get("prefix_conditioning", 0.0) > 0:
+            b, n = valid.shape[0], seq["action_tokens"]
+            ids = np.full((b, n), seq["action_id_start"], dtype=np.int64)
+            given = np.zeros((b, n), dtype=bool)
+            if forced is not None:
+                ids[:, : forced.shape[1]] = forced
+                given[:, : forced.shape[1]] = True
+            feeds.update(slot_ids=ids, slot_given=given)
+        return feeds
+
     def decode_ids(self, feeds: dict[str, np.ndarray], mode: str | None = None,
                    return_logits: bool = False, prefix_ids: Any = None) -> Any:
         """Greedy action ids [B, n'] (FAST may stop early); with the action-block logits [B, n', A] when asked.
@@ -104,7 +121,7 @@ class GraphRuntime(Runtime):
         prefix, valid, ctx = self.encode(feeds)
         t1 = time.perf_counter()
         if mode == "parallel":
-            out = self.run("parallel", {"prefix_embeds": prefix, "prefix_mask": valid, **ctx})
+            out = self.run("parallel", self.parallel_feeds(prefix, valid, ctx, forced))
             logits = out["action_logits"]  # [B, n, A]
             ids = logits.argmax(-1) + self.score_start
             if forced is not None:

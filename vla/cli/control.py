@@ -11,7 +11,8 @@ Receding horizon (the default chunk mode) re-plans every `--replan-every` steps;
 
 --async runs inference in a worker thread on the newest observation while the current chunk keeps playing;
 a chunk that arrives d ticks late is spliced in with --splice switch | ensemble | prefix (prefix-forced
-decoding: the committed actions' tokens start the new chunk; autoregressive token policies). See
+decoding: the committed actions' tokens start the new chunk; autoregressive token policies, or parallel
+ones trained with action.prefix_conditioning). See
 deploy.control and vla.splicing.
 
 Prints one JSON line per episode (success, steps, action statuses, tick-period stats) and a summary;

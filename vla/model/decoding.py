@@ -16,9 +16,11 @@ The KV cache is a transformers `DynamicCache` (5.x has no tuple caches).
 
 Prefix forcing (`prefix_ids` [B, k], absolute ids inside the action block, 0 <= k <= n): autoregressive
 decoding (every path: layer loop, LM call, no-cache reference) emits the forced ids in slots 0..k-1 and feeds
-them back, so slots k.. are the greedy continuation *conditioned on them*. Parallel decoding cannot condition
-on tokens (its slots hold learned placeholder embeddings; no emitted token is ever fed back): its forcing is
-*forced slots*, the first k ids replaced by the forced ones and the rest exactly the unforced prediction.
+them back, so slots k.. are the greedy continuation *conditioned on them*. Parallel decoding feeds no emitted
+token back; its forcing is *forced slots*: the first k ids are the forced ones. A parallel policy trained with
+`action.prefix_conditioning` (chunks whose first 1..H-1 steps were given to the slots as token embeddings)
+is given them the same way, so slots k.. condition on them in the one pass; without that training the slots
+hold placeholders and slots k.. are exactly the unforced prediction.
 
 Why the cached loop has two step implementations: at control-loop sizes (batch 1, a few layers) one
 decoded token costs per-call framework overhead, not maths. Calling the causal LM per token re-runs
@@ -77,8 +79,9 @@ def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor],
                     prefix_ids: torch.Tensor | None = None) -> torch.Tensor:
     """All n slots from one forward pass -> ids [B, n].
 
-    prefix_ids [B, k]: forced slots. The first k ids are the forced ones, the rest exactly the unforced
-    prediction: the slots hold placeholder embeddings, so the continuation does not condition on them."""
+    prefix_ids [B, k]: forced slots. The first k ids are the forced ones. A policy trained with
+    `action.prefix_conditioning` is given them in its first k slots (`VLAPolicy.slot_inputs`), so the rest
+    conditions on them; otherwise the slots hold placeholders and the rest is exactly the unforced prediction."""
     if policy.eos_id is not None:
         raise ValueError("parallel decoding needs a fixed-length action tokenizer (bins), not FAST")
     a = policy.cfg.action
@@ -86,8 +89,13 @@ def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor],
         raise ValueError("this converted checkpoint decodes autoregressively; it was never trained to decode in "
                          "parallel (its action slots are placeholders): use mode autoregressive")
     forced = None if prefix_ids is None else _forced(policy, inputs, prefix_ids, *_action_block(policy))
+    given = slot_ids = None
+    if forced is not None and a.prefix_conditioning > 0:
+        b, n, k = forced.shape[0], policy.num_action_tokens, forced.shape[1]
+        slot_ids = torch.cat([forced, forced.new_full((b, n - k), policy.action_block[0])], 1)  # [B, n]
+        given = torch.arange(n, device=forced.device)[None, :].expand(b, -1) < k  # [B, n]
     logits = policy.forward(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"], inputs.get("state"),
-                            mode="parallel")
+                            slot_ids, mode="parallel", given=given)
     ids = policy.restrict(logits).argmax(-1)  # [B, n]
     return ids if forced is None else torch.cat([forced, ids[:, forced.shape[1]:]], 1)
 

@@ -296,12 +296,14 @@ class VLAPolicy(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                 state: torch.Tensor | None = None, action_ids: torch.Tensor | None = None,
-                mode: str | None = None, compact: bool = True,
-                return_visual: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                mode: str | None = None, compact: bool = True, return_visual: bool = False,
+                given: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, n, V] for the n action slots (teacher-forced `action_ids` [B, n] in AR mode).
 
         compact=False keeps the static layout (data-independent shapes, for ONNX export / tracing).
         return_visual=True also returns the image tokens as fusion receives them [B, C*K, D].
+        given [B, n] bool (parallel, `action.prefix_conditioning`): the slots whose ids `action_ids` holds are
+        given (`slot_inputs`); None: none is.
         """
         mode = mode or self.cfg.action.decoding
         prefix, valid, vis, ctx = self.embed_observation(pixel_values, prompt_ids, prompt_mask, state)
@@ -312,7 +314,7 @@ class VLAPolicy(nn.Module):
         b, L = valid.shape
         n = self.num_action_tokens
         if mode == "parallel":
-            tail = self.action_slots.to(prefix.dtype).unsqueeze(0).expand(b, -1, -1)  # [B, n, D]
+            tail = self.slot_inputs(b, prefix.dtype, action_ids, given)  # [B, n, D]
             bidir = self.cfg.action.parallel_attention == "bidirectional"
         elif mode == "autoregressive":
             if action_ids is None:
@@ -331,12 +333,38 @@ class VLAPolicy(nn.Module):
             return out.logits, vis
         return out.logits  # [B, n, V]
 
+    def slot_inputs(self, batch: int, dtype: torch.dtype, ids: torch.Tensor | None = None,
+                    given: torch.Tensor | None = None) -> torch.Tensor:
+        """The parallel decoder's slot embeddings [B, n, D]: the learned placeholders, plus, where `given`
+        [B, n] is True, the embedding of the slot's id in `ids` [B, n] (prefix conditioning: the first k
+        slots carry the committed actions' tokens). Training, decoding and the exported graph build them here."""
+        tail = self.action_slots.to(dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, n, D]
+        if given is None:
+            return tail
+        if self.cfg.action.prefix_conditioning <= 0:
+            raise ValueError("given action slots need a policy trained with action.prefix_conditioning > 0; this one "
+                             "was not (its slots are placeholders: forced ids would only be overwritten)")
+        if ids is None:
+            raise ValueError("given action slots need their ids (action_ids [B, n])")
+        lo, _ = self.action_block
+        safe = torch.where(given, ids, torch.full_like(ids, lo))  # ungiven slots: any valid id, masked out below
+        return tail + given[..., None].to(dtype) * self.embed_tokens(safe).to(dtype)  # [B, n, D]
+
     def restrict(self, logits: torch.Tensor) -> torch.Tensor:
         """Non-action ids -> -inf (float32), so argmax / softmax only see the action block; with
         `action.restrict_logits` False the logits as they are (float32): the whole vocabulary competes."""
         if not self.cfg.action.restrict_logits:
             return logits.float()
         return logits.float().masked_fill(~self.action_logit_mask, float("-inf"))
+
+    def given_slots(self, batch: dict[str, torch.Tensor], mode: str) -> torch.Tensor | None:
+        """Prefix conditioning in training: batch["given_steps"] [B] (steps whose tokens the slots are given,
+        `vla.train.data.make_batch` samples them) -> given [B, n] bool; None when the batch has none."""
+        steps = batch.get("given_steps")
+        if steps is None or mode != "parallel":
+            return None
+        n, dim = self.num_action_tokens, self.cfg.action.dim
+        return torch.arange(n, device=steps.device)[None, :] < (steps.long() * dim)[:, None]
 
     def compute_loss(self, batch: dict[str, torch.Tensor], mode: str | None = None,
                      bin_sigma: float = 0.0) -> tuple[torch.Tensor, dict]:
@@ -357,11 +385,12 @@ class VLAPolicy(nn.Module):
         if use_aux and "env_state" not in batch:
             raise ValueError("VLAConfig.aux is set but the batch has no 'env_state' (observation.environment_state); "
                              "train on data that records it, or set aux: null")
+        given = self.given_slots(batch, mode or self.cfg.action.decoding)  # [B, n] bool or None
         out = self.forward(batch["pixel_values"], batch["prompt_ids"], batch["prompt_mask"], batch.get("state"),
-                           batch["action_ids"], mode=mode, return_visual=use_aux)
+                           batch["action_ids"], mode=mode, return_visual=use_aux, given=given)
         logits, vis = out if use_aux else (out, None)
         logits = self.restrict(logits)  # [B, n, V]
-        sup = batch["action_mask"]  # [B, n]
+        sup = batch["action_mask"] if given is None else batch["action_mask"] & ~given  # [B, n]: given slots unscored
         tgt = batch["action_ids"]
         if bin_sigma > 0:
             ce = self._soft_bin_loss(logits[sup], tgt[sup], bin_sigma)

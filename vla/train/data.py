@@ -183,6 +183,12 @@ def make_batch(io: PolicyIO, frames: Frames, idx: np.ndarray, augment: AugmentCo
     batch = {"pixel_values": pixel_values, "prompt_ids": torch.from_numpy(ids), "prompt_mask": torch.from_numpy(mask),
              "action_ids": torch.from_numpy(action_ids), "action_mask": torch.from_numpy(action_mask),
              "actions": torch.from_numpy(chunks), "step_valid": torch.from_numpy(inside)}
+    a = io.cfg.action
+    if a.prefix_conditioning > 0 and generator is not None:  # training: this share of chunks gets k given steps
+        b = len(idx)
+        on = torch.rand(b, generator=generator) < a.prefix_conditioning
+        k = torch.randint(1, a.horizon, (b,), generator=generator)  # k in [1, H-1]
+        batch["given_steps"] = torch.where(on, k, torch.zeros_like(k))  # [B]
     if io.cfg.use_state:
         batch["state"] = torch.from_numpy(io.state(frames.states[idx]))
     if io.cfg.aux is not None:  # frames passed check_env_states when they were loaded for training

@@ -253,6 +253,10 @@ class ActionConfig:
     # `prefix_ids` (the actions that run while the chunk is computed) condition the rest; 0: off, the slots
     # are placeholders only and forced slots are merely overwritten
     prefix_conditioning: float = 0.0
+    # with prefix_conditioning: std of Gaussian noise on the given steps' normalized translation/rotation
+    # (training only; the targets stay clean), so the slots learn the given prefix is an estimate to weigh
+    # against the image, not a motion to copy (at inference it comes from an older plan)
+    prefix_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("bins", "fast"):
@@ -276,6 +280,9 @@ class ActionConfig:
             raise _err("ActionConfig", "prefix_conditioning", self.prefix_conditioning,
                        "only applies to decoding 'parallel' (autoregressive decoding conditions on forced tokens "
                        "by construction)")
+        if self.prefix_noise < 0 or (self.prefix_noise > 0 and self.prefix_conditioning <= 0):
+            raise _err("ActionConfig", "prefix_noise", self.prefix_noise,
+                       "must be >= 0, and only applies with prefix_conditioning > 0")
         if self.prefix_conditioning > 0 and self.horizon < 2:
             raise _err("ActionConfig", "prefix_conditioning", self.prefix_conditioning,
                        "needs horizon >= 2 (a given prefix of 1..H-1 steps)")

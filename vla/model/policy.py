@@ -386,8 +386,9 @@ class VLAPolicy(nn.Module):
             raise ValueError("VLAConfig.aux is set but the batch has no 'env_state' (observation.environment_state); "
                              "train on data that records it, or set aux: null")
         given = self.given_slots(batch, mode or self.cfg.action.decoding)  # [B, n] bool or None
+        slots = batch["action_ids"] if given is None else batch.get("slot_ids", batch["action_ids"])  # noisy if asked
         out = self.forward(batch["pixel_values"], batch["prompt_ids"], batch["prompt_mask"], batch.get("state"),
-                           batch["action_ids"], mode=mode, return_visual=use_aux, given=given)
+                           slots, mode=mode, return_visual=use_aux, given=given)
         logits, vis = out if use_aux else (out, None)
         logits = self.restrict(logits)  # [B, n, V]
         sup = batch["action_mask"] if given is None else batch["action_mask"] & ~given  # [B, n]: given slots unscored

@@ -179,7 +179,8 @@ def make_batch(io: PolicyIO, frames: Frames, idx: np.ndarray, augment: AugmentCo
     pixel_values = torch.from_numpy(io.pixels(small.numpy()))
     ids, mask = io.prompts([frames.tasks[t] for t in frames.task_index[idx]])
     chunks, inside = chunk_targets(frames, idx, io.cfg.action.horizon)
-    action_ids, action_mask = io.targets(io.normalize_actions(chunks), inside)
+    normed = io.normalize_actions(chunks)
+    action_ids, action_mask = io.targets(normed, inside)
     batch = {"pixel_values": pixel_values, "prompt_ids": torch.from_numpy(ids), "prompt_mask": torch.from_numpy(mask),
              "action_ids": torch.from_numpy(action_ids), "action_mask": torch.from_numpy(action_mask),
              "actions": torch.from_numpy(chunks), "step_valid": torch.from_numpy(inside)}
@@ -189,6 +190,11 @@ def make_batch(io: PolicyIO, frames: Frames, idx: np.ndarray, augment: AugmentCo
         on = torch.rand(b, generator=generator) < a.prefix_conditioning
         k = torch.randint(1, a.horizon, (b,), generator=generator)  # k in [1, H-1]
         batch["given_steps"] = torch.where(on, k, torch.zeros_like(k))  # [B]
+        if a.prefix_noise > 0:  # the slots are given noisy ids (only the given ones are read); targets stay clean
+            noise = torch.randn(normed[..., :6].shape, generator=generator).numpy() * a.prefix_noise
+            noisy = np.array(normed, dtype=np.float32, copy=True)
+            noisy[..., :6] = np.clip(noisy[..., :6] + noise, -1.0, 1.0)
+            batch["slot_ids"] = torch.from_numpy(io.targets(noisy, inside)[0])  # [B, n]
     if io.cfg.use_state:
         batch["state"] = torch.from_numpy(io.state(frames.states[idx]))
     if io.cfg.aux is not None:  # frames passed check_env_states when they were loaded for training

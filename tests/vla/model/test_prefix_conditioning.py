@@ -106,6 +106,29 @@ def test_training_batches_sample_given_steps_and_the_loss_skips_them(policy) -> 
     assert stats["n_tokens"] == int((a["action_mask"] & ~given).sum()) < int(a["action_mask"].sum())
 
 
+def test_prefix_noise_perturbs_only_what_the_slots_are_given() -> None:
+    from vla.train.data import make_batch
+
+    cfg = conditioned_cfg(p=1.0)
+    cfg = dataclasses.replace(cfg, action=dataclasses.replace(cfg.action, prefix_noise=0.2))
+    policy = make_policy(cfg, instructions=[SHORT]).eval()
+    frames = _frames(policy, episodes=4, length=12)
+    idx = np.arange(40)
+    clean = make_batch(io_of(make_policy(conditioned_cfg(p=1.0), instructions=[SHORT])), frames, idx, None,
+                       torch.Generator().manual_seed(3))
+    b = make_batch(io_of(policy), frames, idx, None, torch.Generator().manual_seed(3))
+    assert torch.equal(b["action_ids"], clean["action_ids"])  # the targets stay clean
+    d = policy.cfg.action.dim
+    slots, tgt = b["slot_ids"].reshape(40, -1, d), b["action_ids"].reshape(40, -1, d)
+    assert torch.equal(slots[..., 6], tgt[..., 6])  # the gripper is never perturbed
+    assert (slots[..., :6] != tgt[..., :6]).float().mean() > 0.5  # 0.2 normalized ~ 26 bins of std
+    _, with_noise = policy.compute_loss(b)
+    _, without = policy.compute_loss({k: v for k, v in b.items() if k != "slot_ids"})
+    assert with_noise["loss"] != without["loss"]  # the slots read the noisy ids
+    with pytest.raises(ValueError, match="ActionConfig.prefix_noise=.*prefix_conditioning"):
+        ActionConfig(decoding="parallel", prefix_noise=0.1)
+
+
 def _frames(policy, episodes: int, length: int, actions: np.ndarray | None = None):
     """In-memory training frames (`vla.train.data.Frames`) of random images and the given actions."""
     from vla.train.data import Frames

@@ -526,6 +526,21 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+TABLE_BEGIN, TABLE_END = "<!-- ablate_fusion:table -->", "<!-- /ablate_fusion:table -->"
+
+
+def splice_table(path: Path, md_table: str) -> bool:
+    """Replace what lies between the table markers in `path` (e.g. BENCHMARKS.md) with `md_table`, atomically;
+    False (and a note) when the file or its markers are missing, so the summary never depends on them."""
+    text = path.read_text() if path.is_file() else ""
+    i, j = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if i < 0 or j < i:
+        print(f"note: {path} has no {TABLE_BEGIN} ... {TABLE_END} markers; its table was not updated", flush=True)
+        return False
+    atomic_write_text(path, text[: i + len(TABLE_BEGIN)] + "\n\n" + md_table + "\n" + text[j:])
+    return True
+
+
 def write_summary(args: argparse.Namespace, results: dict[str, dict[int, dict]]) -> dict[str, Any]:
     rows = [summarize_row(r, results.get(r, {}), args.seeds, args.tasks) for r in args.rows]
     summary = {"what": "fusion ablation (issue #16): rows x seeds on the same demos, steps and batch size",
@@ -544,6 +559,8 @@ def write_summary(args: argparse.Namespace, results: dict[str, dict[int, dict]])
           f"per task and split from seed {EVAL_SEED}. Cells: pooled success [Wilson 95%] (per-seed rates, sd).\n\n"
           + table(rows, args.tasks))
     atomic_write_text(out.with_suffix(".md"), md)
+    if args.benchmarks:
+        splice_table(Path(args.benchmarks), table(rows, args.tasks))
     plot(rows, out.with_suffix(".png"))
     print(md + f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}", flush=True)
     return summary
@@ -566,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record", default=None,
                    help="finished runs' results, kept across machines (default benchmarks/ablate_fusion_runs; "
                         "--smoke: none; 'none': none)")
+    p.add_argument("--benchmarks", default=None,
+                   help="Markdown file whose table between the ablate_fusion:table markers is rewritten with every "
+                        "summary (default BENCHMARKS.md; --smoke: none; 'none': none)")
     p.add_argument("--smoke", action="store_true",
                    help="20 steps, 2 episodes, seed 0, rows linear + qformer, a scratch --out: checks every stage")
     p.add_argument("--summarize-only", action="store_true", help="write the summary from the finished runs")
@@ -597,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
         args.record = None if args.smoke else str(ROOT / "benchmarks" / "ablate_fusion_runs")
     elif args.record == "none":
         args.record = None
+    if args.benchmarks is None:
+        args.benchmarks = None if args.smoke else str(ROOT / "BENCHMARKS.md")
+    elif args.benchmarks == "none":
+        args.benchmarks = None
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; available: {list(ROWS)}")

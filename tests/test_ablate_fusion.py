@@ -80,3 +80,16 @@ def test_smoke_grid_runs_and_resumes(tmp_path, capsys):
     log = capsys.readouterr().out
     assert log.count("skipped") == 2 and "training" not in log
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+
+
+def test_the_benchmarks_table_is_spliced_between_its_markers_only(tmp_path, capsys):
+    md = tmp_path / "B.md"
+    md.write_text(f"# B\nbefore\n{ablate.TABLE_BEGIN}\n\n| old |\n{ablate.TABLE_END}\nafter\n")
+    assert ablate.splice_table(md, "| new |\n|---|\n")
+    assert md.read_text() == f"# B\nbefore\n{ablate.TABLE_BEGIN}\n\n| new |\n|---|\n\n{ablate.TABLE_END}\nafter\n"
+    assert ablate.splice_table(md, "| newer |\n")  # idempotent layout: a second splice replaces the first
+    assert "| new |" not in md.read_text() and md.read_text().count(ablate.TABLE_BEGIN) == 1
+    plain = tmp_path / "C.md"
+    plain.write_text("no markers\n")
+    assert not ablate.splice_table(plain, "| t |\n") and plain.read_text() == "no markers\n"
+    assert "no <!-- ablate_fusion:table -->" in capsys.readouterr().out

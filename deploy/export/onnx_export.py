@@ -64,10 +64,8 @@ def _example_args(policy: Any, graphs: dict[str, torch.nn.Module], batch: int) -
     prefix, valid, *ctx = graphs["encoder"](*enc)
     slots: tuple = ()
     if policy.cfg.action.prefix_conditioning > 0:  # row 0 given its first step, row 1 nothing (no shape bakes in)
-        n, dim = policy.num_action_tokens, policy.cfg.action.dim
-        given = torch.zeros(batch, n, dtype=torch.bool)
-        given[0, :dim] = True
-        slots = (torch.full((batch, n), policy.action_block[0], dtype=torch.long), given)
+        given = policy.first_slots(torch.tensor([policy.cfg.action.dim] + [0] * (batch - 1)))  # [B, n]
+        slots = (torch.full(given.shape, policy.action_block[0], dtype=torch.long), given)
     args = {"encoder": enc, "parallel": (prefix, valid, *slots, *ctx), "prefill": (prefix, valid, *ctx)}
     _, ids, pos, ck, cv = graphs["prefill"](prefix, valid, *ctx)
     cap = ck.shape[3]

@@ -91,9 +91,9 @@ def decode_parallel(policy: VLAPolicy, inputs: dict[str, torch.Tensor],
     forced = None if prefix_ids is None else _forced(policy, inputs, prefix_ids, *_action_block(policy))
     given = slot_ids = None
     if forced is not None and a.prefix_conditioning > 0:
-        b, n, k = forced.shape[0], policy.num_action_tokens, forced.shape[1]
-        slot_ids = torch.cat([forced, forced.new_full((b, n - k), policy.action_block[0])], 1)  # [B, n]
-        given = torch.arange(n, device=forced.device)[None, :].expand(b, -1) < k  # [B, n]
+        b, k = forced.shape
+        slot_ids = torch.nn.functional.pad(forced, (0, policy.num_action_tokens - k), value=policy.action_block[0])
+        given = policy.first_slots(forced.new_full((b,), k))  # [B, n]: the first k slots
     logits = policy.forward(inputs["pixel_values"], inputs["prompt_ids"], inputs["prompt_mask"], inputs.get("state"),
                             slot_ids, mode="parallel", given=given)
     ids = policy.restrict(logits).argmax(-1)  # [B, n]

@@ -363,8 +363,11 @@ class VLAPolicy(nn.Module):
         steps = batch.get("given_steps")
         if steps is None or mode != "parallel":
             return None
-        n, dim = self.num_action_tokens, self.cfg.action.dim
-        return torch.arange(n, device=steps.device)[None, :] < (steps.long() * dim)[:, None]
+        return self.first_slots(steps.long() * self.cfg.action.dim)
+
+    def first_slots(self, counts: torch.Tensor) -> torch.Tensor:
+        """counts [B] (tokens) -> bool [B, n]: row b's first counts[b] action slots (the given prefix)."""
+        return torch.arange(self.num_action_tokens, device=counts.device)[None, :] < counts[:, None]
 
     def compute_loss(self, batch: dict[str, torch.Tensor], mode: str | None = None,
                      bin_sigma: float = 0.0) -> tuple[torch.Tensor, dict]:

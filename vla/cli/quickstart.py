@@ -2,6 +2,7 @@
 
     vla quickstart --out runs/quickstart                 # demos -> tokenizer fit -> train -> eval -> export -> control
     vla quickstart --out runs/qs --smoke                 # a 2-minute pass over every stage (tiny numbers)
+    vla quickstart --out runs/five --tasks all           # the five-task recipe (configs/train/five_tasks.yaml)
 
 Stages (each writes under --out and is skipped when its output already exists, so a re-run resumes):
 1. demos:     scripted-expert rollouts per task with DART noise, LeRobot v3.0 (`vla sim demos`), written by
@@ -10,12 +11,14 @@ Stages (each writes under --out and is skipped when its output already exists, s
               and 5 expert steps past the first success (`--hold-steps`: the demos show staying at the goal)
 2. tokenizer: normalization + action-token round-trip report on those demos (`vla tokenizer fit`)
 3. train:     the tiny default policy on all tasks' demos (`vla train --config tiny`)
-4. eval:      closed-loop success and latency per task (`vla eval`)
+4. eval:      closed-loop success and latency per task (`vla eval`), the scripted expert on the same seeds
+              (`--expert`: the score the policy is measured against), and the held-out split (unseen cube
+              positions and instruction paraphrases, `vla eval --heldout`)
 5. export:    ONNX graphs of the checkpoint (`vla export onnx`), evaluated again on the same episodes through
               ONNX Runtime (`vla eval --runtime onnx`): the deployable artefact, measured
 6. control:   the exported policy drives each task's sim over ZeroMQ in real time (`vla bridge` at the sim's
               control rate in a child process, `vla control --runtime onnx`: deadlines, watchdog, safety limits)
-All of it is summarized in summary.json.
+All of it is summarized in summary.json (per-stage seconds included) and as a per-task table in summary.md.
 """
 
 from __future__ import annotations
@@ -31,18 +34,22 @@ from collections import Counter
 from pathlib import Path
 
 DEFAULT_TASKS = ("ReachCube", "PickCube")
-DEFAULT_DEMOS = (3000, 400)  # rollouts (each scene once per cube): the measured recipe (BENCHMARKS.md)
+# rollouts per task (ReachCube/PickCube: each scene once per cube): the measured recipes (BENCHMARKS.md)
+DEFAULT_DEMOS = {"ReachCube": 3000, "PickCube": 400}
 OTHER_DEMOS = 1000
+ALL_TASKS_CONFIG = "five_tasks"  # the training config `--tasks all` uses unless --train-config names one
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quickstart", help="run demos -> train -> eval -> export -> control on the embedded default",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
-    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"sim tasks (default {DEFAULT_TASKS})")
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS),
+                   help=f"sim tasks (default {' '.join(DEFAULT_TASKS)}); 'all': every registered task, trained with "
+                        f"the {ALL_TASKS_CONFIG} config unless --train-config is given")
     p.add_argument("--demos", type=int, nargs="+", default=None,
                    help="expert episodes: one number for every task or one per task (default "
-                        f"{' '.join(map(str, DEFAULT_DEMOS))} for {' '.join(DEFAULT_TASKS)}, else {OTHER_DEMOS} each; "
+                        + ", ".join(f"{t} {n}" for t, n in DEFAULT_DEMOS.items()) + f", any other task {OTHER_DEMOS}; "
                         "with a few hundred scenes the policy memorizes them instead of finding the named cube)")
     p.add_argument("--demo-noise", type=float, default=0.01,
                    help="std (m) of the expert's executed-action noise; labels stay clean (DART; default 0.01)")
@@ -54,15 +61,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the policy learns to stay there; `vla sim demos --hold-steps`; default 5)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel demo-writing processes per task, one dataset part each (default: up to 2)")
-    p.add_argument("--train-config", default="tiny", help="named training config or YAML path (default tiny)")
+    p.add_argument("--train-config", default=None,
+                   help=f"named training config or YAML path (default tiny; {ALL_TASKS_CONFIG} with --tasks all)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
+    p.add_argument("--no-heldout", action="store_true", help="skip the held-out split's evaluation")
     p.add_argument("--control-episodes", type=int, default=5,
                    help="episodes per task of the real-time ZeroMQ control stage (default 5; 0 skips the stage)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true",
                    help="tiny numbers (4 demos, 30 steps, 2 eval episodes): checks every stage runs, not success")
     p.set_defaults(func=run)
+
+
+class StageTimes:
+    """Seconds per stage, kept in out/stage_seconds.json as each stage finishes: a resumed run keeps the times of
+    the stages an earlier invocation ran, so summary.json reports what the whole recipe cost."""
+
+    path: Path | None = None
+    seconds: dict[str, float] = {}
+
+    @classmethod
+    def open(cls, out: Path) -> None:
+        cls.path = out / "stage_seconds.json"
+        cls.seconds = json.loads(cls.path.read_text()) if cls.path.is_file() else {}
+
+    @classmethod
+    def record(cls, name: str, seconds: float) -> None:
+        cls.seconds[name] = seconds
+        if cls.path is not None:
+            from vla.io import atomic_write_json
+
+            atomic_write_json(cls.path, cls.seconds)
 
 
 def _stage(name: str, argv: list[str]) -> None:
@@ -73,7 +103,14 @@ def _stage(name: str, argv: list[str]) -> None:
     rc = main(argv)
     if rc != 0:
         raise RuntimeError(f"quickstart stage {name!r} failed with exit code {rc}")
-    print(f"=== {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    StageTimes.record(name, time.perf_counter() - t0)
+    print(f"=== {name} done in {StageTimes.seconds[name]:.1f} s", flush=True)
+
+
+def _fresh(report: Path, *inputs: Path) -> bool:
+    """True when `report` exists and is newer than every input (a re-run reuses it; a retrained or re-exported
+    policy is evaluated again)."""
+    return report.is_file() and all(report.stat().st_mtime >= i.stat().st_mtime for i in inputs if i.exists())
 
 
 def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, noise: float,
@@ -102,7 +139,8 @@ def _demo_parts(task: str, root: Path, episodes: int, workers: int, seed: int, n
     codes = [p.wait() for p in procs]
     if any(codes):
         raise RuntimeError(f"quickstart stage 'demos {task}' failed with exit codes {codes}")
-    print(f"=== demos {task} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    StageTimes.record(f"demos {task}", time.perf_counter() - t0)
+    print(f"=== demos {task} done in {StageTimes.seconds[f'demos {task}']:.1f} s", flush=True)
     return parts
 
 
@@ -160,6 +198,10 @@ def _wait_for_endpoint(proc: subprocess.Popen, log: Path, timeout_s: float = 120
 def run(args: argparse.Namespace) -> int:
     import sim
 
+    if args.tasks == ["all"]:
+        args.tasks = sim.list_tasks()
+        args.train_config = args.train_config or ALL_TASKS_CONFIG
+    args.train_config = args.train_config or "tiny"
     unknown = [t for t in args.tasks if t not in sim.list_tasks()]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; available: {sim.list_tasks()}")
@@ -168,10 +210,11 @@ def run(args: argparse.Namespace) -> int:
         args.max_steps = args.max_steps or 30
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    StageTimes.open(out)
     t_start = time.perf_counter()
 
     if args.demos is None:
-        args.demos = list(DEFAULT_DEMOS) if tuple(args.tasks) == DEFAULT_TASKS else [OTHER_DEMOS]
+        args.demos = [DEFAULT_DEMOS.get(t, OTHER_DEMOS) for t in args.tasks]
     if len(args.demos) == 1:
         args.demos = args.demos * len(args.tasks)
     if len(args.demos) != len(args.tasks) or min(args.demos) < 1:
@@ -196,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = out / "policy"
     ckpt = run_dir / "checkpoint"
-    if not (ckpt / "config.json").is_file():
+    # train/summary.json is written when training ends; the checkpoint itself is also saved every save_every
+    # steps, so its presence alone does not mean the run finished (an interrupted run resumes from train_state)
+    if not (run_dir / "summary.json").is_file():
         argv = ["train", "--config", args.train_config, "--dataset", *datasets, "--out", str(run_dir),
                 "--seed", str(args.seed)]
         if args.max_steps:
@@ -205,23 +250,33 @@ def run(args: argparse.Namespace) -> int:
             argv.append("--resume")
         _stage("train", argv)
 
-    results = {}
+    weights = ckpt / "model.safetensors"
+    results, heldout = {}, {}
     for task in args.tasks:
         report = out / f"eval_{task}.json"
-        _stage(f"eval {task}", ["eval", "--checkpoint", str(ckpt), "--task", task,
-                                "--episodes", str(args.eval_episodes), "--seed", str(10_000 + args.seed),
-                                "--report", str(report), "--video", str(out / f"eval_{task}.mp4")])
+        if not _fresh(report, weights):
+            _stage(f"eval {task}", ["eval", "--checkpoint", str(ckpt), "--task", task, "--expert",
+                                    "--episodes", str(args.eval_episodes), "--seed", str(10_000 + args.seed),
+                                    "--report", str(report), "--video", str(out / f"eval_{task}.mp4")])
         results[task] = json.loads(report.read_text())
+        report = out / f"eval_heldout_{task}.json"
+        if not args.no_heldout:
+            if not _fresh(report, weights):
+                _stage(f"eval {task} (held out)", ["eval", "--checkpoint", str(ckpt), "--task", task, "--heldout",
+                                                   "--expert", "--episodes", str(args.eval_episodes),
+                                                   "--seed", str(10_000 + args.seed), "--report", str(report)])
+            heldout[task] = json.loads(report.read_text())
 
     onnx_dir = out / "onnx"
-    if not (onnx_dir / "manifest.json").is_file():
+    if not _fresh(onnx_dir / "manifest.json", weights):
         _stage("export", ["export", "onnx", "--checkpoint", str(ckpt), "--out", str(onnx_dir)])
     onnx_results = {}
     for task in args.tasks:
         report = out / f"eval_onnx_{task}.json"
-        _stage(f"eval {task} (ONNX Runtime)", ["eval", "--runtime", "onnx", "--checkpoint", str(onnx_dir),
-                                               "--task", task, "--episodes", str(args.eval_episodes),
-                                               "--seed", str(10_000 + args.seed), "--report", str(report)])
+        if not _fresh(report, onnx_dir / "manifest.json"):
+            _stage(f"eval {task} (ONNX Runtime)", ["eval", "--runtime", "onnx", "--checkpoint", str(onnx_dir),
+                                                   "--task", task, "--episodes", str(args.eval_episodes),
+                                                   "--seed", str(10_000 + args.seed), "--report", str(report)])
         onnx_results[task] = json.loads(report.read_text())
 
     control = {}
@@ -230,20 +285,29 @@ def run(args: argparse.Namespace) -> int:
             control[task] = _control_stage(task, onnx_dir, out / f"control_{task}.json", args.control_episodes,
                                            20_000 + args.seed, image_size)
 
-    keys = ("success_rate", "success_ci95", "episodes", "mean_length", "latency_ms_p50", "latency_ms_p99",
-            "inference_ms_p50", "execute_steps")
+    keys = ("success_rate", "success_ci95", "successes", "episodes", "mean_length", "latency_ms_p50", "latency_ms_p99",
+            "inference_ms_p50", "execute_steps", "expert_success_rate", "relative_to_expert")
     summary = {
         "tasks": args.tasks,
         "smoke": bool(args.smoke),
         "wall_seconds": time.perf_counter() - t_start,
         "tokenizer": json.loads((tok_dir / "tokenizer_report.json").read_text()),
         "eval": {t: {k: r.get(k) for k in keys} for t, r in results.items()},
+        "eval_heldout": {t: {k: r.get(k) for k in keys} for t, r in heldout.items()},
         "eval_onnx": {t: {k: r.get(k) for k in keys} for t, r in onnx_results.items()},
+        "onnx_same_episodes": {t: _same_episodes(results[t], onnx_results[t]) for t in args.tasks},
         "control": control,
+        "stage_seconds": dict(StageTimes.seconds),
+        "recipe_seconds": sum(StageTimes.seconds.values()),
     }
     from vla.io import atomic_write_json
 
     atomic_write_json(out / "summary.json", summary)
+    table = task_table(summary)
+    from vla.io import atomic_write_text
+
+    atomic_write_text(out / "summary.md", table + "\n")
+    print("\n" + table)
     print("\n=== quickstart summary")
     for t, r in summary["eval"].items():
         print(f"{t:>16}: success {r['success_rate']:.2f} over {r['episodes']} episodes, "
@@ -255,5 +319,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"{t:>16}: ZeroMQ control at {r['hz']:g} Hz: success {r['successes']}/{r['episodes']}, tick period "
               f"p50 {r['period_ms_p50']:.1f} ms p99 {r['period_ms_p99']:.1f} ms, {r['counts'].get('queued', 0)} actions "
               f"sent on time, {r['late']} late/dropped, {r['counts'].get('overruns', 0)} overruns")
-    print(f"total {summary['wall_seconds'] / 60:.1f} min; details in {out / 'summary.json'}")
+    print(f"total {summary['wall_seconds'] / 60:.1f} min this invocation; the stages of the whole recipe "
+          f"{summary['recipe_seconds'] / 60:.1f} min; details in {out / 'summary.json'}")
     return 0
+
+
+def _same_episodes(a: dict, b: dict) -> bool:
+    """Two eval reports of the same seeds with the same outcome and length in every episode."""
+    key = lambda r: [(e["seed"], e["success"], e["length"]) for e in r["per_episode"]]  # noqa: E731
+    return key(a) == key(b)
+
+
+def _cell(r: dict | None) -> str:
+    if not r:
+        return "-"
+    lo, hi = r["success_ci95"]
+    return f"{r['successes']}/{r['episodes']} ({lo:.2f}-{hi:.2f})"
+
+
+def task_table(summary: dict) -> str:
+    """The per-task Markdown table: expert, in-distribution (torch, ONNX Runtime), held-out, and the ratios the
+    recipe is judged by (policy / expert in distribution; held-out / in-distribution)."""
+    rows = ["| task | expert | policy (torch) | ONNX Runtime | same episodes | of expert | expert held out "
+            "| policy held out | held out / in dist |", "|" + "---|" * 9]
+    for t in summary["tasks"]:
+        r, h, o = summary["eval"][t], summary["eval_heldout"].get(t), summary["eval_onnx"].get(t)
+        ex = r.get("expert_success_rate")
+        ratio = (f"{h['success_rate'] / r['success_rate']:.2f}" if h and r["success_rate"] else "-")
+        rows.append(f"| {t} | {ex * r['episodes']:.0f}/{r['episodes']} | {_cell(r)} | {_cell(o)} | "
+                    f"{'yes' if summary['onnx_same_episodes'].get(t) else 'no'} | "
+                    + (f"{r['relative_to_expert']:.2f}" if r.get("relative_to_expert") is not None else "-") + " | "
+                    + (f"{h['expert_success_rate'] * h['episodes']:.0f}/{h['episodes']}" if h else "-")
+                    + f" | {_cell(h)} | {ratio} |")
+    return "\n".join(rows)

@@ -198,8 +198,8 @@ def _wait_for_endpoint(proc: subprocess.Popen, log: Path, timeout_s: float = 120
 def run(args: argparse.Namespace) -> int:
     import sim
 
-    if args.tasks == ["all"]:
-        args.tasks = sim.list_tasks()
+    if args.tasks == ["all"]:  # the default two first, so their demos (seeded by task position) stay the same
+        args.tasks = [*DEFAULT_TASKS, *(t for t in sim.list_tasks() if t not in DEFAULT_TASKS)]
         args.train_config = args.train_config or ALL_TASKS_CONFIG
     args.train_config = args.train_config or "tiny"
     unknown = [t for t in args.tasks if t not in sim.list_tasks()]

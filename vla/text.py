@@ -94,6 +94,8 @@ class TextTokenizer:
             tok = Tokenizer.from_file(str(path))
         except Exception as e:  # the Rust library's errors name no file
             raise ValueError(f"{path}: cannot be read by the tokenizers library ({e})") from None
+        tok.no_padding()  # the policy pads prompts itself (left, to TextConfig.prompt_len); e.g. MiniLM's file pads to 128
+        tok.no_truncation()  # a prompt too long for prompt_len is an error, never silently cut
         for name, i in (("bos_id", bos_id), ("pad_id", pad_id)):
             if i is not None and tok.id_to_token(int(i)) is None:
                 raise ValueError(f"{path}: TextConfig.{name}={i} is not an id of this tokenizer")

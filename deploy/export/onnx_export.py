@@ -59,7 +59,7 @@ def _batch_axis(name: str) -> int:
 
 def _example_args(policy: Any, graphs: dict[str, torch.nn.Module], batch: int) -> dict[str, tuple]:
     """Trace inputs for every graph, chained through the torch graphs themselves (batch > 1 so nothing bakes B)."""
-    ex = example_batch(policy.cfg, batch_size=batch, text_vocab=policy.text_vocab_size)
+    ex = example_batch(policy.cfg, batch_size=batch, text_vocab=policy.prompt_vocab_size)
     enc = (ex["pixel_values"], ex["prompt_ids"], ex["prompt_mask"]) + ((ex["state"],) if policy.cfg.use_state else ())
     prefix, valid, *ctx = graphs["encoder"](*enc)
     slots: tuple = ()

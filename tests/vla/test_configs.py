@@ -28,7 +28,7 @@ def test_model_configs_build_and_run(name: str) -> None:
     cfg = VLAConfig.load(name)
     torch.manual_seed(0)
     policy = VLAPolicy.from_config(cfg, instructions=["reach the red cube"]).eval()
-    b = example_batch(cfg, 1, text_vocab=policy.text_vocab_size)
+    b = example_batch(cfg, 1, text_vocab=policy.prompt_vocab_size)
     with torch.no_grad():
         logits = policy.forward(**b)
     assert logits.shape == (1, policy.num_action_tokens, policy.vocab_size)

@@ -40,6 +40,7 @@ from vla.model.film import InstructionFiLM
 from vla.model.fusion import FUSION_MODES, TextGuidedEncoding
 from vla.model.projectors import build_projector
 from vla.model.sequence import attention_mask_4d, position_ids
+from vla.model.text_encoder import TextEncoder, pretrained_dir
 from vla.model.vision import VisionTower
 from vla.normalization import Normalizer, save_norm_stats
 from vla.policy_io import PolicyIO, build_action_tokenizer, build_prompt, load_text_tokenizer
@@ -64,7 +65,10 @@ def _build_lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
 
 
 def _text_vocab_size(cfg: VLAConfig, text: TextTokenizer) -> int:
-    """Ids [0, n) belong to text; the action block follows. A pretrained LM keeps its whole vocabulary."""
+    """Ids [0, n) belong to text; the action block follows. A pretrained LM keeps its whole vocabulary. With a
+    text encoder the LM embeds no text (the prompt's ids are the encoder's): n = 0, the action block alone."""
+    if cfg.text_encoder is not None and cfg.lm.pretrained is None:
+        return 0
     if cfg.text.kind == "embedded":
         return cfg.text.vocab_size
     n = text.vocab_size
@@ -110,12 +114,15 @@ class VLAPolicy(nn.Module):
         # fusion: cross-attention blocks / the late-fusion head, hooked onto the LM (its modules untouched)
         self.fusion = self._build_fusion(cfg, d)
         self.text_guide = TextGuidedEncoding(d, self.vision) if cfg.fusion.text_guided else None
+        # a pretrained sentence encoder embeds the prompt instead of the LM's table (vla.model.text_encoder)
+        self.text_encoder = TextEncoder(cfg.text_encoder, d) if cfg.text_encoder is not None else None
         self.visual_pos = nn.Parameter(torch.randn(n_vis, d) * 0.02) if cfg.visual_pos_embed else None  # [C*K, D]
         # training-only auxiliary head on a soft pointer over the image tokens (vla.config.AuxConfig)
         self.aux_head = nn.Linear(d, cfg.aux.state_dim) if cfg.aux else None
         self.aux_score = nn.Linear(d, 1) if cfg.aux else None  # one pointer score per image token
         # film: the instruction scales and shifts the vision features (vla.model.film; identity at init)
-        self.film = InstructionFiLM(d, self.vision.hidden_size, self.vocab_size, cfg.film.pool_scale) if cfg.film else None
+        self.film = (InstructionFiLM(d, self.vision.hidden_size, self.prompt_vocab_size, cfg.film.pool_scale)
+                     if cfg.film else None)
         n = cfg.action.num_action_tokens
         self.action_slots = nn.Parameter(torch.randn(n, d) * 0.02)  # [n, D] parallel-decoding placeholders
         block = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -144,10 +151,13 @@ class VLAPolicy(nn.Module):
         if cfg.text.kind == "embedded":
             text = TextTokenizer.train_embedded(cfg.text.vocab_size, list(instructions))
         elif cfg.text.kind == "tokenizer_json":
-            if cfg.text.path is None:
+            path = cfg.text.path
+            if path is None and cfg.text_encoder is not None and cfg.text_encoder.pretrained is not None:
+                path = pretrained_dir(cfg.text_encoder.pretrained)  # the encoder's own tokenizer.json
+            if path is None:
                 raise ValueError("TextConfig.kind='tokenizer_json' needs text.path (a dir with tokenizer.json); "
                                  "converted checkpoints carry theirs (`vla convert`)")
-            text = TextTokenizer.from_tokenizer_json(Path(cfg.text.path) / "tokenizer.json", cfg.text.vocab_size,
+            text = TextTokenizer.from_tokenizer_json(Path(path) / "tokenizer.json", cfg.text.vocab_size,
                                                      cfg.text.bos_id, cfg.text.pad_id)
         else:
             path = cfg.text.path or cfg.lm.pretrained
@@ -200,6 +210,17 @@ class VLAPolicy(nn.Module):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
 
+    @property
+    def prompt_vocab_size(self) -> int:
+        """The id range of prompt tokens: the text encoder's vocabulary when there is one, else the LM's."""
+        return self.text_encoder.vocab_size if self.text_encoder is not None else self.vocab_size
+
+    def embed_prompt(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """prompt_ids, prompt_mask [B, T] -> [B, T, D]: the LM's embeddings, or the text encoder's features."""
+        if self.text_encoder is not None:
+            return self.text_encoder(prompt_ids, prompt_mask).to(self.lm.get_input_embeddings().weight.dtype)
+        return self.embed_tokens(prompt_ids)
+
     def embed_prefix(self, pixel_values: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                      state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (embeddings [B, L, D], valid [B, L]) for [visual][prompt][state] (cross-attention / late
@@ -235,7 +256,7 @@ class VLAPolicy(nn.Module):
         The context is what the fusion mode computes once per observation (`vla.model.fusion`): nothing for
         early fusion, the blocks' visual keys / values for cross-attention, the pooled vision for late."""
         b, c = pixel_values.shape[:2]
-        txt = self.embed_tokens(prompt_ids)  # [B, T, D]
+        txt = self.embed_prompt(prompt_ids, prompt_mask)  # [B, T, D]
         vis = self.connect(self.image_features(pixel_values, txt, prompt_ids, prompt_mask), txt, prompt_mask)
         vis = vis.reshape(b, c * self.projector.num_tokens, -1)  # [B, C*K, D]
         if self.visual_pos is not None:
@@ -434,11 +455,15 @@ class VLAPolicy(nn.Module):
         fused = self.vision.fused_tower
         if fused is not None:
             fused = replace(cfg.vision.fused, pretrained=None, hf_config=fused.hf_config_dict())
+        enc = cfg.text_encoder
+        if enc is not None:
+            enc = replace(enc, pretrained=None, hf_config=self.text_encoder.hf_config_dict())
         return replace(
             cfg,
             vision=replace(cfg.vision, pretrained=None, hf_config=self.vision.hf_config_dict(), fused=fused),
             lm=replace(cfg.lm, pretrained=None, hf_config=lm_d),
             text=replace(cfg.text, path=None),
+            text_encoder=enc,
         )
 
     def save_pretrained(self, directory: str | Path, io: PolicyIO | None = None,

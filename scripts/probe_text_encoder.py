@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import string
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ def instructions(split: str) -> list[tuple[str, str, str, str | None]]:
         for tpl in (env_cls.TRAIN_TEMPLATES if split == "train" else env_cls.HELDOUT_TEMPLATES):
             slots = [f for _, f, _, _ in string.Formatter().parse(tpl) if f]
             for colours in itertools.permutations(PALETTE, len(slots)):
-                text = tpl.format(**dict(zip(slots, colours)))
+                text = tpl.format(**dict(zip(slots, colours, strict=True)))
                 out.append((text, task, colours[0], colours[1] if len(colours) > 1 else None))
     return out
 

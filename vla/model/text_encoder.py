@@ -134,7 +134,7 @@ class TextEncoder(nn.Module):
                     todo = sorted({k: i for i, k in enumerate(keys)}.items(), key=lambda kv: kv[1])
                 rows = torch.tensor([i for _, i in todo], device=ids.device)
                 out = self.features(ids[rows], mask[rows])
-                for (k, _), f in zip(todo, out):
+                for (k, _), f in zip(todo, out, strict=True):
                     self._cache[k] = f
             feats = torch.stack([self._cache[k] for k in keys]).to(ids.device)  # [B, T, E]
         return self.proj(feats)

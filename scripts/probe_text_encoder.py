@@ -92,8 +92,9 @@ def probe(xtr: np.ndarray, ytr: list, xte: np.ndarray, yte: list, seed: int = 0)
     with torch.no_grad():
         train_acc = float(((a @ w + bias).argmax(1) == ya).float().mean())
         held = (b @ w + bias).argmax(1) == yb
+    per_class = {str(c): float(held[yb == k].float().mean()) for k, c in enumerate(classes) if bool((yb == k).any())}
     return {"train_acc": train_acc, "heldout_acc": float(held.float().mean()), "heldout_n": len(keep),
-            "classes": len(classes)}
+            "classes": len(classes), "heldout_acc_per_class": per_class}
 
 
 def main() -> int:
@@ -122,6 +123,8 @@ def main() -> int:
     print("| features | task | first colour | second colour |\n|---|---|---|---|")
     for kind, r in results.items():
         print(f"| {kind} | " + " | ".join(f"{r[n]['heldout_acc']:.3f}" for n in labels) + " |")
+    for kind, r in results.items():
+        print(f"{kind}: task accuracy per task " + ", ".join(f"{t} {a:.2f}" for t, a in r["task"]["heldout_acc_per_class"].items()))
     print(f"wrote {args.out}")
     return 0
 

@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 import sim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +54,26 @@ def test_every_heldout_phrasing_is_matched(tmp_path, monkeypatch):
     assert probe.main(["--encoder", str(enc), "--tasks", "ReachCube", "PickCube", "--out", str(tmp_path / "s.json")]) == 0
     row = next(x for x in json.loads((tmp_path / "s.json").read_text())["rows"] if x["task"] == "PickCube")
     assert row["right_task"] and abs(row["cosine"] - 1) < 1e-5 and row["nearest"] == row["heldout"]
+
+
+def test_linear_probe_scores_a_heldout_split_equal_to_training_as_training(tmp_path, monkeypatch):
+    enc = tiny_encoder(tmp_path / "enc")
+    for t in ("ReachCube", "PickCube"):  # held-out templates = training ones: held-out accuracy = training's
+        env = sim.task_entry(t).env_cls
+        monkeypatch.setattr(env, "HELDOUT_TEMPLATES", env.TRAIN_TEMPLATES)
+    assert probe.main(["--encoder", str(enc), "--tasks", "ReachCube", "PickCube", "--linear-probe",
+                       "--out", str(tmp_path / "p.json")]) == 0
+    lp = json.loads((tmp_path / "p.json").read_text())["linear_probe"]
+    assert lp["train_instructions"] == lp["heldout_instructions"] == 2 * 4 * 6  # 4 templates x 6 colours each
+    for kind in ("bpe_bag", "encoder"):
+        r = lp["results"][kind]
+        assert set(r) == {"task", "first colour"}  # one-slot templates: no second colour to probe
+        for v in r.values():
+            assert v["heldout_acc"] == v["train_acc"] and v["heldout_n"] == 48
+    assert lp["results"]["bpe_bag"]["task"]["train_acc"] == 1.0  # the two tasks' phrasings share no bag of tokens
+
+
+def test_probe_on_hand_made_features():
+    x = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]]  # classes a, b by the first two / last two features
+    r = probe.probe(x[:4], ["a", "a", "b", "b"], x[4:], ["a", "b"])
+    assert r["train_acc"] == 1.0 and r["heldout_acc"] == 0.5 and r["heldout_acc_per_class"] == {"a": 1.0, "b": 0.0}

@@ -106,6 +106,9 @@ class TrainConfig:
     save_every: int = 1000
     seed: int = 0
     num_threads: int = 2  # torch CPU threads (both cores of the 2-core target box); 0 = torch's default
+    # share of the prefix-conditioned chunks (model action.prefix_conditioning) given the policy's own earlier
+    # prediction instead of the demo's next steps (vla.train.self_prefix; async prefix splicing's input)
+    prefix_self: float = 0.0
 
     def __post_init__(self) -> None:
         for k in ("max_steps", "batch_size", "val_every", "val_batches", "log_every", "save_every"):
@@ -125,6 +128,8 @@ class TrainConfig:
             raise _err("num_threads", self.num_threads, "must be >= 0")
         if self.bin_sigma < 0:
             raise _err("bin_sigma", self.bin_sigma, "must be >= 0 (0 = one-hot targets)")
+        if not 0.0 <= self.prefix_self <= 1.0:
+            raise _err("prefix_self", self.prefix_self, "must be in [0, 1]")
         if not isinstance(self.model, (str, dict)):
             raise _err("model", self.model, "must be a config name, a YAML path or an inline mapping")
         for name, cls in _SUBS.items():

@@ -147,10 +147,15 @@ def sampling_weights(frames: Frames, idx: np.ndarray, oversample: StartOversampl
         return None
     start_steps, start_weight = oversample.steps, oversample.weight
     idx = np.asarray(idx)
-    first = np.r_[True, frames.episode[1:] != frames.episode[:-1]]  # frames are contiguous per episode
-    start = np.maximum.accumulate(np.where(first, np.arange(len(frames)), 0))  # [N] first frame of the episode
+    start = episode_starts(frames)
     w = np.where(idx - start[idx] < start_steps, start_weight, 1.0)
     return w / w.sum()
+
+
+def episode_starts(frames: Frames) -> np.ndarray:
+    """[N] the index of the first frame of each frame's episode (frames are contiguous per episode)."""
+    first = np.r_[True, frames.episode[1:] != frames.episode[:-1]]
+    return np.maximum.accumulate(np.where(first, np.arange(len(frames)), 0))
 
 
 def pick_frames(rng: np.random.Generator, idx: np.ndarray, size: int, weights: np.ndarray | None) -> np.ndarray:

@@ -36,6 +36,7 @@ from vla.train.data import (
     Frames,
     check_env_states,
     chunk_targets,
+    episode_starts,
     load_frames,
     make_batch,
     pick_frames,
@@ -43,6 +44,7 @@ from vla.train.data import (
     split_episodes,
 )
 from vla.train.metrics import MetricsLog, lr_lambda, plot_loss_curve
+from vla.train.self_prefix import self_prefix
 from vla.train.state import load_train_state, save_train_state
 
 
@@ -233,6 +235,10 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
     eval_split = "val" if val_idx is not None else "train_eval"
     eval_idx = val_idx if val_idx is not None else train_idx
     weights = sampling_weights(frames, train_idx, cfg.start_oversample)
+    starts = episode_starts(frames)
+    if cfg.prefix_self > 0 and policy.cfg.action.prefix_conditioning <= 0:
+        raise ValueError(f"TrainConfig.prefix_self={cfg.prefix_self}: the model is not prefix-conditioned; set "
+                         "model.action.prefix_conditioning > 0 (parallel decoding)")
 
     def save(step: int) -> None:
         if rank == 0:
@@ -249,7 +255,10 @@ def train(cfg: TrainConfig, dataset: str | Path | list, out: str | Path, resume:
         pick = pick_frames(rng, train_idx, gbs, weights)
         pick = pick[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)) + rank)
-        batch = {k: v.to(device) for k, v in make_batch(io, frames, pick, cfg.augment, gen).items()}
+        batch = make_batch(io, frames, pick, cfg.augment, gen)
+        if cfg.prefix_self > 0:  # some conditioned rows get the policy's own earlier prediction as their prefix
+            self_prefix(policy, io, frames, pick, batch, cfg.prefix_self, gen, starts)
+        batch = {k: v.to(device) for k, v in batch.items()}
         with _autocast(cfg, device):
             loss, stats = model(batch)
         opt.zero_grad(set_to_none=True)

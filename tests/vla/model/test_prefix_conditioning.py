@@ -129,6 +129,44 @@ def test_prefix_noise_perturbs_only_what_the_slots_are_given() -> None:
         ActionConfig(decoding="parallel", prefix_noise=0.1)
 
 
+def test_self_prefix_gives_rows_the_policys_own_earlier_steps(policy) -> None:
+    """TrainConfig.prefix_self: a conditioned row with k given steps at frame t gets the policy's own greedy
+    chunk from frame t - k, its steps k..2k-1 (what async splicing commits), unless that frame lies before
+    the episode start or 2k > H; the targets stay the demo's; the choice of rows comes from the generator."""
+    from vla.model.decoding import decode_parallel
+    from vla.train.data import make_batch
+    from vla.train.self_prefix import self_prefix
+
+    frames = _frames(policy, episodes=4, length=12)
+    io = io_of(policy)
+    idx = np.arange(48)
+    batch = make_batch(io, frames, idx, None, torch.Generator().manual_seed(3))
+    demo = {k: v.clone() for k, v in batch.items()}
+    changed = self_prefix(policy, io, frames, idx, batch, share=1.0, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(batch["action_ids"], demo["action_ids"])  # targets untouched
+    k, h, d = demo["given_steps"], policy.cfg.action.horizon, policy.cfg.action.dim
+    start = (idx // 12) * 12
+    eligible = [r for r in range(48) if 0 < k[r] and 2 * k[r] <= h and idx[r] - k[r] >= start[r]]
+    assert changed == len(eligible) > 0
+    earlier = make_batch(io, frames, idx - k.numpy(), None, None)
+    with torch.no_grad():
+        own = decode_parallel(policy, {n: earlier[n] for n in ("pixel_values", "prompt_ids", "prompt_mask", "state")})
+    for r in range(48):
+        n = int(k[r]) * d
+        if r in eligible:
+            assert torch.equal(batch["slot_ids"][r, :n], own[r, n:2 * n]), r
+        else:  # the demo's own prefix
+            assert torch.equal(batch["slot_ids"][r], demo["action_ids"][r]), r
+    again = make_batch(io, frames, idx, None, torch.Generator().manual_seed(3))
+    assert self_prefix(policy, io, frames, idx, again, share=0.5, generator=torch.Generator().manual_seed(4)) < changed
+    _, stats = policy.compute_loss(batch)  # trains on it: the given slots stay unscored
+    assert stats["n_tokens"] == int((demo["action_mask"] & ~policy.first_slots(k * d)).sum())
+    from vla.train import TrainConfig
+
+    with pytest.raises(ValueError, match=r"TrainConfig.prefix_self=1.5"):
+        TrainConfig(prefix_self=1.5)
+
+
 def _frames(policy, episodes: int, length: int, actions: np.ndarray | None = None):
     """In-memory training frames (`vla.train.data.Frames`) of random images and the given actions."""
     from vla.train.data import Frames

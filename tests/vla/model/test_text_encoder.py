@@ -141,3 +141,21 @@ def test_text_encoder_config_errors_name_the_field():
         debug_config(text_encoder=TextEncoderConfig(hf_config=TINY_BERT))
     with pytest.raises(FileNotFoundError, match="no config.json"):
         TextEncoder(TextEncoderConfig(pretrained="/nonexistent/encoder"), out_dim=8)
+
+
+def test_tensorrt_builds_the_encoder_graph_with_the_text_encoder(tmp_path):
+    """The TensorRT(-RTX) parser and builder take the encoder graph with BERT inside (prompt ids in, the
+    prefix embeddings out), so a Jetson engine can run the instruction encoder too."""
+    import json
+
+    from deploy.export import export_onnx
+    from deploy.export.tensorrt_build import EngineBuildConfig, build_engines
+    from deploy.trt import import_tensorrt
+
+    import_tensorrt()  # a required part of the deploy extra (tensorrt-rtx here): never skipped
+    policy = make_policy(enc_cfg("parallel", "mean"), instructions=INSTRUCTIONS).eval()
+    export_onnx(policy, io_of(policy), tmp_path / "onnx", max_batch=2)
+    build_engines(tmp_path / "onnx", tmp_path / "engines", EngineBuildConfig(graphs=("encoder",)))
+    prof = json.loads((tmp_path / "engines" / "manifest.json").read_text())["graphs"]["encoder"]["profile"]
+    t = policy.cfg.text.prompt_len
+    assert prof["prompt_ids"] == [[1, t], [1, t], [2, t]]

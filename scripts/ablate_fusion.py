@@ -301,7 +301,8 @@ def _portable(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec as records compare it: demo paths relative to the repository (another clone, the same demos)."""
     def rel(d: str) -> str:
         try:
-            return str(Path(d).resolve().relative_to(ROOT))
+            # abspath, not resolve: demos symlinked into runs/demos keep their repository path
+            return str(Path(os.path.abspath(d)).relative_to(ROOT))
         except ValueError:
             return d
     return {**spec, "demos": [rel(d) for d in spec.get("demos") or []]}

@@ -102,34 +102,15 @@ def test_policy_with_an_encoder_trains_frozen_caches_exactly_and_round_trips(poo
 
 @pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
 def test_policy_with_an_encoder_exports_to_onnx_with_parity(decoding, tmp_path):
-    import onnx
-
     from deploy.export import export_onnx
-    from deploy.export.opcheck import check_model
-    from deploy.runtimes.onnx import OnnxRuntime
-    from vla.model.decoding import decode_autoregressive
+    from tests.deploy.export.test_fusion_onnx import assert_onnx_matches_torch
 
     policy = make_policy(enc_cfg(decoding, "tokens"), instructions=INSTRUCTIONS).eval()
     with torch.no_grad():  # a trained map: distinct prompts give distinct LM inputs
         policy.text_encoder.proj.weight.normal_(0, 0.5)
     manifest = export_onnx(policy, io_of(policy), tmp_path / "x")
-    rt = OnnxRuntime(tmp_path / "x", providers=["CPUExecutionProvider"], threads=1)
     obs = [make_obs(seed=s, instruction=INSTRUCTIONS[s % 3]) for s in range(4)]
-    ids, logits = rt.decode_ids(io_of(policy).inputs(obs), return_logits=True)
-    inputs = {k: v for k, v in prepare(policy, obs).items() if k in ("pixel_values", "prompt_ids", "prompt_mask", "state")}
-    with torch.no_grad():
-        if decoding == "parallel":
-            ref_logits = policy.forward(**inputs, mode="parallel")
-            ref = policy.restrict(ref_logits).argmax(-1)
-        else:
-            ref = decode_autoregressive(policy, inputs, use_cache=True)
-            assert torch.equal(ref, decode_autoregressive(policy, inputs, use_cache=False))
-            ref_logits = policy.forward(**inputs, action_ids=ref.clone(), mode="autoregressive")
-    lo, hi = policy.action_block
-    assert np.array_equal(ids, ref.numpy())
-    np.testing.assert_allclose(logits, ref_logits[..., lo:hi].float().numpy(), atol=1e-4, rtol=0)
-    for name, entry in manifest["graphs"].items():
-        assert check_model(onnx.load(str(tmp_path / "x" / entry["file"])), name) == []
+    assert_onnx_matches_torch(policy, tmp_path / "x", manifest, obs, decoding)
 
 
 def test_text_encoder_config_errors_name_the_field():
